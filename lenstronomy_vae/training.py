@@ -1,0 +1,142 @@
+"""Train a galaxy VAE on simulated stamps, with a checkpoint every epoch and resumption.
+
+The encoder sees the observed stamp (PSF-convolved, noisy); the decoder is scored against the
+intrinsic stamp (no PSF, no noise) with χ² weights from the pixel noise, so the decoder learns
+the galaxies lenstronomy will convolve with a PSF itself. Runs on a CPU, a GPU, or several GPUs
+through ``tf.distribute.MirroredStrategy``.
+"""
+
+import json
+import pathlib
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lenstronomy_vae.io import atomic_path, write_json
+from lenstronomy_vae.normalization import ArcsinhTanhNormalization
+from lenstronomy_vae.vae import GalaxyVAE, KLWarmup, VAEConfig
+
+CHECKPOINT_NAME = "last.keras"
+STATE_NAME = "state.json"
+
+
+def training_arrays(galaxies, normalization):
+    """Normalised (observed, target, χ² weight) float32 arrays (n, H, W, C) of a GalaxySet."""
+    observed = normalization(galaxies.observed.astype(np.float64))
+    target = normalization(galaxies.intrinsic.astype(np.float64))
+    sigma = galaxies.noise_sigma[:, None, None, :]
+    weight = normalization.inverse_variance(galaxies.intrinsic.astype(np.float64), sigma)
+    return tuple(a.astype(np.float32) for a in (observed, target, weight))
+
+
+def make_dataset(arrays, batch_size, seed=None, shuffle=True):
+    """A batched tf.data pipeline of (observed, target, weight); shuffled with ``seed``."""
+    dataset = tf.data.Dataset.from_tensor_slices(arrays)
+    if shuffle:
+        dataset = dataset.shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def default_strategy():
+    """MirroredStrategy over every GPU when there are several, else the default strategy."""
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Save the whole model (weights, optimizer, KL weight) and the epoch count after each epoch.
+
+    Both files are written under temporary names and renamed, so a kill at any moment leaves the
+    previous complete checkpoint.
+    """
+
+    def __init__(self, directory):
+        super().__init__()
+        self.directory = pathlib.Path(directory)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with atomic_path(self.directory / CHECKPOINT_NAME) as temporary:
+            self.model.save(temporary)
+        history = read_state(self.directory).get("history", [])
+        history.append({key: float(value) for key, value in (logs or {}).items()})
+        write_json(self.directory / STATE_NAME, {"epochs_done": epoch + 1, "history": history})
+
+
+def read_state(directory):
+    """Checkpoint state ``{"epochs_done": int, "history": [...]}``; empty when none exists."""
+    path = pathlib.Path(directory) / STATE_NAME
+    if not path.is_file():
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def train_vae(
+    train_set,
+    validation_set,
+    config,
+    epochs,
+    checkpoint_dir,
+    batch_size=64,
+    learning_rate=1e-3,
+    kl_warmup_epochs=5,
+    seed=0,
+    strategy=None,
+    verbose=2,
+):
+    """Train (or resume training) a :class:`GalaxyVAE`.
+
+    Args:
+        train_set, validation_set: :class:`lenstronomy_vae.simulate.GalaxySet` instances.
+        config: :class:`VAEConfig`; its image size and band count must match the data.
+        epochs: total number of epochs planned (a resumed run trains only the remainder).
+        checkpoint_dir: directory for ``last.keras`` and ``state.json``; an existing checkpoint
+            there is resumed.
+        batch_size: global batch size (split across replicas).
+        learning_rate: Adam learning rate, decayed by cosine to 1 % over the planned steps.
+        kl_warmup_epochs: epochs over which the KL weight rises from 0 to 1.
+        seed: seed of the weights, the sampling layer and the shuffling.
+        strategy: a tf.distribute strategy; default: MirroredStrategy when several GPUs exist.
+        verbose: Keras verbosity.
+
+    Returns:
+        (vae, state): the trained model and the checkpoint state (epochs done, loss history).
+    """
+    expected = (config.image_size, config.image_size, config.num_bands)
+    if train_set.observed.shape[1:] != expected:
+        raise ValueError(f"training stamps have shape {train_set.observed.shape[1:]}; the model expects {expected}")
+    keras.utils.set_random_seed(seed)
+    strategy = strategy or default_strategy()
+    checkpoint_dir = pathlib.Path(checkpoint_dir)
+    state = read_state(checkpoint_dir)
+    epochs_done = state.get("epochs_done", 0)
+    steps_per_epoch = int(np.ceil(len(train_set) / batch_size))
+    with strategy.scope():
+        if epochs_done:
+            vae = keras.saving.load_model(checkpoint_dir / CHECKPOINT_NAME, safe_mode=True)
+        else:
+            normalization = ArcsinhTanhNormalization.fit(train_set.intrinsic)
+            vae = GalaxyVAE(config, normalization, kl_weight=0.0, seed=seed)
+            schedule = keras.optimizers.schedules.CosineDecay(
+                learning_rate, decay_steps=epochs * steps_per_epoch, alpha=0.01
+            )
+            vae.compile(optimizer=keras.optimizers.Adam(schedule))
+    if epochs_done >= epochs:
+        return vae, state
+    train = make_dataset(training_arrays(train_set, vae.normalization), batch_size, seed=seed + epochs_done)
+    validation = make_dataset(training_arrays(validation_set, vae.normalization), batch_size, shuffle=False)
+    start = time.perf_counter()
+    vae.fit(
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        initial_epoch=epochs_done,
+        callbacks=[KLWarmup(0.0, 1.0, kl_warmup_epochs), EpochCheckpoint(checkpoint_dir)],
+        verbose=verbose,
+    )
+    state = read_state(checkpoint_dir)
+    state["train_seconds_this_run"] = time.perf_counter() - start
+    return vae, state
