@@ -10,7 +10,7 @@ def reconstruct(vae, observed, batch_size=256):
     normalization = vae.normalization
     outputs = []
     for start in range(0, len(observed), batch_size):
-        batch = normalization(np.asarray(observed[start : start + batch_size], dtype=np.float64))
+        batch = normalization.normalize(np.asarray(observed[start : start + batch_size], dtype=np.float64))
         outputs.append(np.asarray(vae(batch.astype(np.float32), training=False), dtype=np.float64))
     return np.maximum(normalization.inverse(np.concatenate(outputs)), 0.0)
 

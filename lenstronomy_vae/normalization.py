@@ -23,8 +23,9 @@ def _backend(array):
 class ArcsinhTanhNormalization(keras.layers.Layer):
     """Per-band normalisation ``y = tanh(arcsinh(beta * x / band_max))`` and its inverse.
 
-    The layer is part of the saved VAE, so its constants travel with the weights. Calling the layer
-    normalises; :meth:`inverse` maps normalised values back to image units.
+    The layer is part of the saved VAE, so its constants travel with the weights.
+    :meth:`normalize` and :meth:`inverse` take numpy arrays (and return numpy, without graph
+    overhead) or tensors; calling the layer, as Keras does, normalises tensors.
 
     Args:
         band_max: mean per-image maximum of each band in the training set, image units; one value
@@ -66,10 +67,13 @@ class ArcsinhTanhNormalization(keras.layers.Layer):
             self.beta / self.band_max, dtype=self.compute_dtype
         )
 
-    def call(self, images):
+    def normalize(self, images):
         """Normalise images (..., bands) in image units to (-1, 1)."""
         xp = _backend(images)
         return xp.tanh(xp.arcsinh(images * self._scale(xp)))
+
+    def call(self, images):
+        return self.normalize(images)
 
     def inverse(self, normalized):
         """Image units from normalised values (..., bands); values are clipped inside (-1, 1)."""

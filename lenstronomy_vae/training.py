@@ -24,8 +24,8 @@ STATE_NAME = "state.json"
 
 def training_arrays(galaxies, normalization):
     """Normalised (observed, target, χ² weight) float32 arrays (n, H, W, C) of a GalaxySet."""
-    observed = normalization(galaxies.observed.astype(np.float64))
-    target = normalization(galaxies.intrinsic.astype(np.float64))
+    observed = normalization.normalize(galaxies.observed.astype(np.float64))
+    target = normalization.normalize(galaxies.intrinsic.astype(np.float64))
     sigma = galaxies.noise_sigma[:, None, None, :]
     weight = normalization.inverse_variance(galaxies.intrinsic.astype(np.float64), sigma)
     return tuple(a.astype(np.float32) for a in (observed, target, weight))
