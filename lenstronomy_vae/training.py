@@ -22,12 +22,22 @@ CHECKPOINT_NAME = "last.keras"
 STATE_NAME = "state.json"
 
 
-def training_arrays(galaxies, normalization):
-    """Normalised (observed, target, χ² weight) float32 arrays (n, H, W, C) of a GalaxySet."""
+# Normalised-unit error added in quadrature to the propagated pixel noise. Without it the χ² weight
+# of a bright core grows like (1 + u²)³ and the normalisation's compression is undone.
+MODEL_ERROR = 0.02
+
+
+def training_arrays(galaxies, normalization, model_error=MODEL_ERROR):
+    """Normalised (observed, target, χ² weight) float32 arrays (n, H, W, C) of a GalaxySet.
+
+    The weight of a pixel is 1 / (σ_y² + model_error²), σ_y being the survey noise propagated into
+    normalised units at the intrinsic (target) value.
+    """
     observed = normalization.normalize(galaxies.observed.astype(np.float64))
     target = normalization.normalize(galaxies.intrinsic.astype(np.float64))
     sigma = galaxies.noise_sigma[:, None, None, :]
-    weight = normalization.inverse_variance(galaxies.intrinsic.astype(np.float64), sigma)
+    noise_variance = 1.0 / normalization.inverse_variance(galaxies.intrinsic.astype(np.float64), sigma)
+    weight = 1.0 / (noise_variance + model_error**2)
     return tuple(a.astype(np.float32) for a in (observed, target, weight))
 
 

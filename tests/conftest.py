@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny VAE galaxy models saved to a temporary directory (fast to build and run)."""
+
+import keras
+import numpy as np
+import pytest
+
+from lenstronomy_vae.normalization import ArcsinhTanhNormalization
+from lenstronomy_vae.vae import GalaxyVAE, VAEConfig
+
+TINY_CONFIG = dict(
+    image_size=16, latent_dim=4, encoder_filters=(4, 8), decoder_filters=(8, 4), dense_units=16,
+    pixel_scale=0.05,
+)
+
+
+def tiny_vae(bands=("F814W",)):
+    """A randomly initialised 16×16-pixel, 4-latent VAE."""
+    config = VAEConfig(bands=bands, **TINY_CONFIG)
+    return GalaxyVAE(config, ArcsinhTanhNormalization(band_max=[1.0] * len(bands)), seed=0)
+
+
+def make_galaxy_like(vae):
+    """Set decoder weights so that it decodes a smooth, centred blob whose shape depends on z.
+
+    A random decoder gives pixel noise; bilinear up-sampling kernels acting on a centred 2×2
+    patch of the coarsest grid give a galaxy-like, smooth and positive profile instead.
+    """
+    rng = np.random.default_rng(1)
+    layers = vae.decoder.layers
+    dense = next(layer for layer in layers if isinstance(layer, keras.layers.Dense))
+    transposed = [layer for layer in layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    final = vae.decoder.get_layer("images")
+    start = vae.config.image_size // 2 ** len(vae.config.decoder_filters)
+    channels = vae.config.decoder_filters[0]
+    bias = np.zeros((start, start, channels))
+    bias[start // 2 - 1: start // 2 + 1, start // 2 - 1: start // 2 + 1, 0] = 1.0
+    kernel = np.zeros((vae.config.latent_dim, start, start, channels))
+    kernel[..., 0] = 0.15 * rng.normal(size=(vae.config.latent_dim, start, start))
+    dense.set_weights([kernel.reshape(vae.config.latent_dim, -1), bias.ravel()])
+    smooth = np.outer([0.5, 1.0, 0.5], [0.5, 1.0, 0.5])
+    for layer in transposed:  # kernel (kh, kw, out, in)
+        weights = np.zeros(layer.kernel.shape)
+        weights[:, :, 0, 0] = smooth
+        layer.set_weights([weights, np.zeros(layer.bias.shape)])
+    weights = np.zeros(final.kernel.shape)  # Conv2D kernel (kh, kw, in, out)
+    for band in range(weights.shape[-1]):
+        weights[:, :, 0, band] = 0.05 * smooth * (1.0 + 0.5 * band)
+    final.set_weights([weights, np.full(final.bias.shape, -0.01)])
+    return vae
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """Path of a randomly initialised single-band tiny model (.keras)."""
+    path = tmp_path_factory.mktemp("models") / "tiny.keras"
+    tiny_vae().save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def galaxy_model_path(tmp_path_factory):
+    """Path of a single-band tiny model decoding smooth, centred galaxy-like blobs (.keras)."""
+    path = tmp_path_factory.mktemp("models") / "galaxy.keras"
+    make_galaxy_like(tiny_vae()).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def multiband_model_path(tmp_path_factory):
+    """Path of a galaxy-like tiny model with bands ('g', 'r', 'i') (.keras)."""
+    path = tmp_path_factory.mktemp("models") / "multiband.keras"
+    make_galaxy_like(tiny_vae(bands=("g", "r", "i"))).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def latents():
+    """A latent vector of the tiny models as profile keyword arguments."""
+    return {"z_0": 0.3, "z_1": -0.5, "z_2": 0.1, "z_3": 0.8}
