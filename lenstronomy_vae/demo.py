@@ -24,7 +24,6 @@ from lenstronomy_vae.io import atomic_path, write_json
 from lenstronomy_vae.fitting import latent_prior, vae_source_params
 from lenstronomy_vae.models import load_galaxy_model
 from lenstronomy_vae.simulate import GalaxySimConfig, simulate_galaxies
-from lenstronomy_vae.surveys import SURVEYS
 
 LENS_PARAMS = ["theta_E", "e1", "e2", "center_x", "center_y", "gamma1", "gamma2"]
 
@@ -76,16 +75,36 @@ def _lens_kwargs(lens):
     ]
 
 
-def simulate_lens(seed=0, settings=None):
-    """Simulate a lensed realistic galaxy; every random draw comes from ``seed``.
+def extended_galaxy(seed=0, candidates=16):
+    """The intrinsic stamp (no PSF) of the largest of ``candidates`` simulated HST-like galaxies.
+
+    A lensed source should be resolved to show what the VAE adds over a Sérsic profile.
+
+    Returns:
+        (stamp (H, W) in image units, pixel scale in arcsec).
+    """
+    galaxies = simulate_galaxies(candidates, GalaxySimConfig(), seed=seed)
+    largest = int(np.argmax(galaxies.truth["hlr"]))
+    return galaxies.intrinsic[largest, ..., 0].astype(float), galaxies.pixel_scale
+
+
+def simulate_lens(seed=0, settings=None, source_stamp=None, source_pixel_scale=None):
+    """Simulate a lensed galaxy; every random draw comes from ``seed``.
+
+    Args:
+        seed: seed of the source galaxy and of the noise.
+        settings: :class:`LensSettings`; defaults if None.
+        source_stamp: intrinsic source image (H, W), any flux units (rescaled to
+            ``settings.source_flux``); default: :func:`extended_galaxy`.
+        source_pixel_scale: arcsec per pixel of ``source_stamp``.
 
     Returns:
         :class:`LensSimulation` whose ``kwargs_data['image_data']`` holds the noisy image (counts/s).
     """
     settings = settings or LensSettings()
-    survey = SURVEYS["hst_acs_f814w"]
-    galaxy = simulate_galaxies(1, GalaxySimConfig(), seed=seed).intrinsic[0, ..., 0].astype(float)
-    galaxy *= settings.source_flux / galaxy.sum()
+    if source_stamp is None:
+        source_stamp, source_pixel_scale = extended_galaxy(seed)
+    galaxy = np.asarray(source_stamp, dtype=float) * settings.source_flux / np.sum(source_stamp)
     kwargs_data = simulation_util.data_configure_simple(
         settings.num_pix, settings.pixel_scale, settings.exposure_time, settings.background_rms
     )
@@ -95,7 +114,7 @@ def simulate_lens(seed=0, settings=None):
         ImageData(**kwargs_data), PSF(**kwargs_psf), LensModel(["SIE", "SHEAR"]), LightModel(["INTERPOL"]),
         kwargs_numerics=kwargs_numerics,
     )
-    scale = survey.pixel_scale
+    scale = source_pixel_scale
     kwargs_source = [{"image": galaxy / scale**2, "amp": 1.0, "center_x": settings.source_center[0],
                       "center_y": settings.source_center[1], "phi_G": 0.0, "scale": scale}]
     clean = truth_model.image(_lens_kwargs(settings.lens), kwargs_source)
@@ -276,6 +295,7 @@ def run_demo(out_dir="demo_output", seed=0, model=None, fit_settings=None, lens_
     """
     out_dir = pathlib.Path(out_dir)
     start = time.perf_counter()
+    load_galaxy_model(model)  # fail before the simulation if the model is unusable
     simulation = simulate_lens(seed=seed, settings=lens_settings)
     print(f"simulated a {simulation.settings.num_pix}² lens at {simulation.settings.pixel_scale}″/px "
           f"(SIE + shear, COSMOS-like source); fitting with a 'VAE' source ...", flush=True)

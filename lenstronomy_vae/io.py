@@ -18,6 +18,7 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(handle)
+    os.chmod(temporary, 0o644)  # mkstemp's 0600 would make outputs private to their writer
     try:
         yield pathlib.Path(temporary)
         os.replace(temporary, path)
