@@ -27,6 +27,7 @@ _EXPORTS = {
     "ModelFileError": "lenstronomy_vae.models",
     "vae_source_params": "lenstronomy_vae.fitting",
     "latent_prior": "lenstronomy_vae.fitting",
+    "check_data": "lenstronomy_vae.fitting",
 }
 
 __all__ = ["register", "__version__", *_EXPORTS]

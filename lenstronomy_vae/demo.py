@@ -21,7 +21,7 @@ from lenstronomy.Util import simulation_util
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
 
 from lenstronomy_vae.io import atomic_path, write_json
-from lenstronomy_vae.fitting import latent_prior, vae_source_params
+from lenstronomy_vae.fitting import check_data, latent_prior, vae_source_params
 from lenstronomy_vae.models import load_galaxy_model
 from lenstronomy_vae.simulate import GalaxySimConfig, simulate_galaxies
 
@@ -163,6 +163,7 @@ def fit_lens(simulation, model=None, settings=None, seed=0):
         ``chain_list`` and ``seconds``.
     """
     settings = settings or FitSettings()
+    check_data(simulation.kwargs_data)
     galaxy_model = load_galaxy_model(model)
     latent_names = [f"z_{i}" for i in range(galaxy_model.latent_dim)]
     source = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)

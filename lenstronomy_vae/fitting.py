@@ -1,5 +1,7 @@
 """Helpers to set up lenstronomy fits (FittingSequence) with a 'VAE' light component."""
 
+import numpy as np
+
 from lenstronomy_vae.profile import VAEProfile, latent_names
 
 # Step sizes of the initial sampling distribution (kwargs_sigma), in the parameters' units.
@@ -111,3 +113,39 @@ def latent_prior(index, model=None, band=None):
     """
     profile = VAEProfile(model=model, band=band)
     return [[int(index), name, 0.0, 1.0] for name in latent_names(profile.latent_dim)]
+
+
+def check_data(kwargs_data):
+    """Validate lenstronomy ``kwargs_data`` before a fit; lenstronomy itself would fit NaNs silently.
+
+    Args:
+        kwargs_data: lenstronomy ImageData keyword arguments (``image_data``, ``background_rms``,
+            ``exposure_time``, optional ``noise_map``).
+
+    Raises:
+        ValueError: naming the problem: a non-2-D or non-finite image (with the count and first
+            position of bad pixels), a non-positive background rms or exposure time, or a noise
+            map of the wrong shape or with non-positive values.
+    """
+    image = np.asarray(kwargs_data.get("image_data"), dtype=float)
+    if image.ndim != 2:
+        raise ValueError(f"image_data must be a 2-D image; got shape {image.shape}")
+    bad = ~np.isfinite(image)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"image_data has {int(bad.sum())} NaN or infinite pixel(s) (first at row, column {first}); "
+            "mask them by giving them a huge noise_map value, or replace them"
+        )
+    noise_map = kwargs_data.get("noise_map")
+    if noise_map is not None:
+        noise_map = np.asarray(noise_map, dtype=float)
+        if noise_map.shape != image.shape:
+            raise ValueError(f"noise_map has shape {noise_map.shape} but image_data has {image.shape}")
+        if not np.all(noise_map > 0):
+            raise ValueError(f"noise_map must be positive and finite; its minimum is {np.nanmin(noise_map)}")
+        return
+    for key in ("background_rms", "exposure_time"):
+        value = np.asarray(kwargs_data.get(key, np.nan), dtype=float)
+        if not np.all(value > 0):
+            raise ValueError(f"{key} must be positive; got {kwargs_data.get(key)!r}")

@@ -1,5 +1,6 @@
 """The main job: a lens simulated, fitted with a 'VAE' source through FittingSequence, reported."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -52,3 +53,19 @@ def test_run_demo_writes_figure_and_results(tmp_path, galaxy_model_path):
 def test_cli_reports_an_unknown_model_with_exit_code_2(tmp_path, capsys):
     assert cli_main(["demo", "--model", "no_such_model", "--out", str(tmp_path), "--quiet"]) == 2
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"image_data": np.full((4, 4), np.nan)}, r"16 NaN or infinite pixel\(s\) \(first at row, column \(0, 0\)\)"),
+        ({"image_data": np.zeros(4)}, r"must be a 2-D image; got shape \(4,\)"),
+        ({"background_rms": 0.0}, "background_rms must be positive; got 0.0"),
+        ({"noise_map": -np.ones((4, 4))}, "noise_map must be positive"),
+    ],
+)
+def test_fit_refuses_bad_data_with_a_message_naming_it(lens_with_vae_source, galaxy_model_path, change, message):
+    bad = dataclasses.replace(lens_with_vae_source, kwargs_data={**lens_with_vae_source.kwargs_data,
+                                                                "image_data": np.zeros((4, 4)), **change})
+    with pytest.raises(ValueError, match=message):
+        fit_lens(bad, model=galaxy_model_path, settings=SHORT_FIT)
