@@ -33,6 +33,13 @@ def training_arrays(galaxies, normalization, model_error=MODEL_ERROR):
     The weight of a pixel is 1 / (σ_y² + model_error²), σ_y being the survey noise propagated into
     normalised units at the intrinsic (target) value.
     """
+    for name in ("observed", "intrinsic"):
+        bad = ~np.isfinite(getattr(galaxies, name))
+        if bad.any():
+            raise ValueError(
+                f"{name} stamps hold {int(bad.sum())} NaN or infinite pixel(s), first in galaxy "
+                f"{int(np.argwhere(bad)[0][0])}; remove those galaxies before training"
+            )
     observed = normalization.normalize(galaxies.observed.astype(np.float64))
     target = normalization.normalize(galaxies.intrinsic.astype(np.float64))
     sigma = galaxies.noise_sigma[:, None, None, :]

@@ -1,5 +1,7 @@
 """Training on simulated stamps: weights, checkpoints, resumption, metrics."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -28,6 +30,14 @@ def test_training_weights_are_noise_propagated_with_a_model_error_floor(galaxies
     slope = norm.beta / norm.band_max[0]
     expected_faint = 1 / ((slope * galaxies.noise_sigma[0, 0]) ** 2 + MODEL_ERROR**2)
     np.testing.assert_allclose(weight[faint], expected_faint, rtol=1e-5)
+
+
+def test_training_data_with_nan_pixels_is_refused(galaxies):
+    first = galaxies.split(4)[0]
+    broken = dataclasses.replace(first, observed=first.observed.copy())  # split() returns views
+    broken.observed[2, 5, 5, 0] = np.nan
+    with pytest.raises(ValueError, match=r"observed stamps hold 1 NaN or infinite pixel\(s\), first in galaxy 2"):
+        training_arrays(broken, ArcsinhTanhNormalization([1.0]))
 
 
 def test_training_resumes_from_its_last_checkpoint(galaxies, tmp_path):
