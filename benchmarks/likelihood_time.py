@@ -9,7 +9,6 @@ is added with ``--shapelets``. Prints a table and writes JSON.
 """
 
 import argparse
-import json
 import os
 import time
 

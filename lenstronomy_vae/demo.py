@@ -20,8 +20,8 @@ from lenstronomy.LightModel.light_model import LightModel
 from lenstronomy.Util import simulation_util
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
 
-from lenstronomy_vae.io import atomic_path, write_json
 from lenstronomy_vae.fitting import check_data, latent_prior, vae_source_params
+from lenstronomy_vae.io import atomic_path, write_json
 from lenstronomy_vae.models import load_galaxy_model
 from lenstronomy_vae.simulate import GalaxySimConfig, simulate_galaxies
 

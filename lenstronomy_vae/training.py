@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from lenstronomy_vae.io import atomic_path, write_json
 from lenstronomy_vae.normalization import ArcsinhTanhNormalization
-from lenstronomy_vae.vae import GalaxyVAE, KLWarmup, VAEConfig
+from lenstronomy_vae.vae import GalaxyVAE, KLWarmup
 
 CHECKPOINT_NAME = "last.keras"
 STATE_NAME = "state.json"

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lenstronomy_vae.normalization import ArcsinhTanhNormalization
+from lenstronomy_vae.normalization import ArcsinhTanhNormalization  # noqa: F401  (registers it for loading)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,9 @@ NUMERICS = {"supersampling_factor": 2}
 
 def simulate(model_path, num_pix=32, pixel_scale=0.05, noise_rms=1e-3, seed=3):
     """A lensed VAE source: (ImageData with the noisy image, PSF, LensModel, source LightModel)."""
-    kwargs_data = simulation_util.data_configure_simple(num_pix, pixel_scale, exposure_time=1e8, background_rms=noise_rms)
+    kwargs_data = simulation_util.data_configure_simple(
+        num_pix, pixel_scale, exposure_time=1e8, background_rms=noise_rms
+    )
     data = ImageData(**kwargs_data)
     psf = PSF(psf_type="GAUSSIAN", fwhm=0.1)
     lens = LensModel(["SIS"])
