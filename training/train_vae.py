@@ -11,8 +11,11 @@ An interrupted run resumes from ``--checkpoint-dir`` when started again with the
 
 import argparse
 import json
+import os
 import pathlib
 import time
+
+import tensorflow as tf
 
 from lenstronomy_vae.evaluate import reconstruction_metrics
 from lenstronomy_vae.manifest import add_to_manifest, export_model
@@ -74,6 +77,8 @@ def main():
         "epochs": state["epochs_done"],
         "final_train_loss": state["history"][-1].get("loss"),
         "final_val_loss": state["history"][-1].get("val_loss"),
+        "train_seconds_last_run": state.get("train_seconds_this_run"),
+        "hardware": f"{os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPU(s)",
     }
     model_file = export_model(vae, pathlib.Path(args.weights_dir) / f"{args.name}.keras")
     training_data = {
