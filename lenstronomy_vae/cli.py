@@ -10,7 +10,7 @@ def _demo(args):
 
     settings = FitSettings(progress=not args.quiet)
     if args.quick:
-        settings = FitSettings(pso_iterations_lens=20, pso_iterations_all=30, mcmc_burn=20, mcmc_run=20,
+        settings = FitSettings(pso_iterations=20, lm_iterations=10, mcmc_burn=20, mcmc_run=20,
                                progress=not args.quiet)
     run_demo(out_dir=args.out, seed=args.seed, model=args.model, fit_settings=settings)
     return 0
@@ -37,7 +37,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo", help="simulate an SIE + shear lens with a realistic source and fit it with a 'VAE' source",
-        description="Simulate a 64×64 lens (0.05 arcsec/px), fit it with PSO then emcee, print the lens "
+        description="Simulate a 64×64 lens (0.05 arcsec/px), fit it with PSO, LM and emcee, print the lens "
                     "parameters (arcsec for theta_E and centres) against the truth, and write "
                     "OUT/fit.png and OUT/results.json.",
     )
@@ -45,7 +45,7 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulation and the fit")
     demo.add_argument("--model", default=None, help="shipped model name or .keras path (default model if unset)")
     demo.add_argument("--quick", action="store_true", help="a short fit (smoke test, less accurate)")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--quiet", action="store_true", help="no emcee progress bar")
     demo.set_defaults(run=_demo)
     models = commands.add_parser("models", help="list the shipped models and their manifests")
     models.add_argument("--json", action="store_true", help="print the whole manifest as JSON")

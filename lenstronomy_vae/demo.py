@@ -3,7 +3,8 @@
 The lens is an SIE with external shear; the source is a GalSim galaxy (COSMOS morphology with
 star-forming knots) drawn without PSF and placed behind the lens through lenstronomy's INTERPOL
 profile, so the model being fitted did not generate the data. The fit is an ordinary lenstronomy
-``FittingSequence``: PSO with the latents held at the mean galaxy, PSO on everything, then emcee.
+``FittingSequence``: PSO with the latents held at the mean galaxy, Levenberg–Marquardt ('LM', added by
+this package) on everything, then emcee.
 """
 
 import dataclasses
@@ -75,17 +76,19 @@ def _lens_kwargs(lens):
     ]
 
 
-def extended_galaxy(seed=0, candidates=16):
-    """The intrinsic stamp (no PSF) of the largest of ``candidates`` simulated HST-like galaxies.
+def extended_galaxy(seed=0, candidates=16, half_light_radius=0.18):
+    """The intrinsic stamp (no PSF) of a resolved simulated HST-like galaxy.
 
-    A lensed source should be resolved to show what the VAE adds over a Sérsic profile.
+    Of ``candidates`` galaxies, the one whose half-light radius is closest to
+    ``half_light_radius`` (arcsec): resolved behind the lens, yet inside the region of
+    multiple images.
 
     Returns:
         (stamp (H, W) in image units, pixel scale in arcsec).
     """
     galaxies = simulate_galaxies(candidates, GalaxySimConfig(), seed=seed)
-    largest = int(np.argmax(galaxies.truth["hlr"]))
-    return galaxies.intrinsic[largest, ..., 0].astype(float), galaxies.pixel_scale
+    chosen = int(np.argmin(np.abs(galaxies.truth["hlr"] - half_light_radius)))
+    return galaxies.intrinsic[chosen, ..., 0].astype(float), galaxies.pixel_scale
 
 
 def simulate_lens(seed=0, settings=None, source_stamp=None, source_pixel_scale=None):
@@ -126,11 +129,11 @@ def simulate_lens(seed=0, settings=None, source_stamp=None, source_pixel_scale=N
 
 @dataclasses.dataclass
 class FitSettings:
-    """Budget of the fit: PSO particles/iterations per stage, emcee walkers and steps."""
+    """Budget of the fit: PSO particles and iterations, LM iterations, emcee walkers and steps."""
 
     pso_particles: int = 60
-    pso_iterations_lens: int = 60
-    pso_iterations_all: int = 120
+    pso_iterations: int = 60
+    lm_iterations: int = 50
     walker_ratio: int = 2
     mcmc_burn: int = 100
     mcmc_run: int = 100
@@ -155,7 +158,7 @@ def fit_lens(simulation, model=None, settings=None, seed=0):
     """Fit SIE + SHEAR + 'VAE' source to a simulated lens with lenstronomy's FittingSequence.
 
     Stages: PSO on the lens and the source position/size with the latents fixed at 0 (the mean
-    galaxy), PSO on every parameter, then emcee. The latents carry a standard-normal prior.
+    galaxy), LM on every parameter, then emcee. The latents carry a standard-normal prior.
     lenstronomy's PSO and emcee draw from numpy's global generator, which is seeded here.
 
     Returns:
@@ -187,9 +190,9 @@ def fit_lens(simulation, model=None, settings=None, seed=0):
     pso = {"sigma_scale": 1.0, "n_particles": settings.pso_particles}
     fitting_list = [
         ["update_settings", {"source_add_fixed": [[0, latent_names, [0.0] * len(latent_names)]]}],
-        ["PSO", {**pso, "n_iterations": settings.pso_iterations_lens}],
+        ["PSO", {**pso, "n_iterations": settings.pso_iterations}],
         ["update_settings", {"source_remove_fixed": [[0, latent_names]]}],
-        ["PSO", {**pso, "sigma_scale": 0.3, "n_iterations": settings.pso_iterations_all}],
+        ["LM", {"max_iterations": settings.lm_iterations}],
         ["MCMC", {"n_burn": settings.mcmc_burn, "n_run": settings.mcmc_run, "walkerRatio": settings.walker_ratio,
                   "sigma_scale": 0.1, "progress": settings.progress}],
     ]

@@ -12,6 +12,10 @@ profile names. We wrap exactly those methods (the table ``_ALIASED`` below and `
   exactly like a single-amplitude, positive-flux profile (one linear parameter 'amp',
   ``function(x, y, amp=1, ...)``, ``total_flux``).
 
+* ``FittingSequence.fit_sequence``: the step ``['LM', {...}]`` (Levenberg–Marquardt with
+  decoder derivatives, :mod:`lenstronomy_vae.lm`) runs between lenstronomy's own steps, which
+  are passed through unchanged.
+
 Instances without 'VAE' go straight to the original methods, so built-in profiles behave
 exactly as before. Everything is checked at import against the supported lenstronomy version
 and method signatures, so a lenstronomy change fails loudly instead of mis-modelling.
@@ -25,6 +29,7 @@ import lenstronomy
 from lenstronomy.LightModel import light_model_base
 from lenstronomy.LightModel.light_model_base import LightModelBase
 from lenstronomy.LightModel.linear_basis import LinearBasis
+from lenstronomy.Workflow.fitting_sequence import FittingSequence
 
 VAE_NAME = "VAE"
 # lenstronomy builds this for 'VAE' positions before we replace it: no arguments, no cost.
@@ -44,6 +49,8 @@ _ALIASED = {
     (LightModelBase, "total_flux"): ["self", "kwargs_list", "norm", "k"],
 }
 _INIT_PARAMETERS = ["self", "light_model_list", "profile_kwargs_list"]
+_FIT_SEQUENCE_PARAMETERS = ["self", "fitting_list"]
+LM_STEP = "LM"
 
 _MARKER = "__lenstronomy_vae_original__"
 
@@ -70,7 +77,8 @@ def _check_compatibility():
             f"internals and supports lenstronomy >={low[0]}.{low[1]},<{high[0]}.{high[1]}; "
             f"lenstronomy {version} is installed"
         )
-    expected = {(LightModelBase, "__init__"): _INIT_PARAMETERS, **_ALIASED}
+    expected = {(LightModelBase, "__init__"): _INIT_PARAMETERS,
+                (FittingSequence, "fit_sequence"): _FIT_SEQUENCE_PARAMETERS, **_ALIASED}
     for (cls, name), parameters in expected.items():
         method = cls.__dict__.get(name)
         if method is None:
@@ -140,6 +148,37 @@ def _wrap_aliased(original):
     return method
 
 
+def _wrap_fit_sequence(original):
+    @functools.wraps(original)
+    def fit_sequence(self, fitting_list):
+        """lenstronomy's fit_sequence, plus the step ['LM', {kwargs of lenstronomy_vae.lm.run_lm}].
+
+        An 'LM' step starts from the current parameter state, updates it as PSO does, and adds
+        ``['LM', kwargs_result, info]`` to the returned chain list (``info``: chi2, chi2_history,
+        iterations, evaluations, converged, seconds, param_names).
+        """
+        from lenstronomy_vae.lm import run_lm  # heavy (TensorFlow): only when used
+
+        chain_list, pending = [], []
+        for step in fitting_list:
+            if step[0] != LM_STEP:
+                pending.append(step)
+                continue
+            if pending:
+                chain_list += original(self, pending)
+                pending = []
+            self._updateManager.check_initial_state()
+            kwargs_result, info = run_lm(self, **step[1])
+            self._updateManager.update_param_state(**kwargs_result)
+            chain_list.append([LM_STEP, kwargs_result, info])
+        if pending:
+            chain_list += original(self, pending)
+        return chain_list
+
+    setattr(fit_sequence, _MARKER, original)
+    return fit_sequence
+
+
 def register():
     """Make 'VAE' a lenstronomy light profile (idempotent).
 
@@ -148,7 +187,7 @@ def register():
     """
     with _REGISTER_LOCK:
         _check_compatibility()
-        targets = {(LightModelBase, "__init__"): _wrap_init}
+        targets = {(LightModelBase, "__init__"): _wrap_init, (FittingSequence, "fit_sequence"): _wrap_fit_sequence}
         targets.update({key: _wrap_aliased for key in _ALIASED})
         for (cls, name), wrap in targets.items():
             current = cls.__dict__[name]
@@ -161,5 +200,5 @@ def register():
 
 def is_registered():
     """Whether every lenstronomy method of the registration is wrapped."""
-    keys = [(LightModelBase, "__init__"), *_ALIASED]
+    keys = [(LightModelBase, "__init__"), (FittingSequence, "fit_sequence"), *_ALIASED]
     return all(hasattr(cls.__dict__[name], _MARKER) for cls, name in keys)

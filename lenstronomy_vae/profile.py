@@ -8,11 +8,13 @@ expects. Bilinear interpolation between stamp pixels, with a ring of zeros aroun
 keeps the profile continuous in every parameter and makes it integrate exactly to ``amp``.
 """
 
+import contextlib
 import functools
 import os
 
 import numpy as np
 
+from lenstronomy_vae.jacobian import unit_flux_stamp_jacobian
 from lenstronomy_vae.models import load_galaxy_model, resolve
 
 # Decoded stamps kept per profile: lenstronomy evaluates the same parameters several times per
@@ -80,6 +82,7 @@ class VAEProfile:
             **{name: _LATENT_RANGE[1] for name in self._latent_names},
         }
         self._stamp = functools.lru_cache(maxsize=_STAMP_CACHE_SIZE)(self._decode_stamp)
+        self._substitute = None
 
     def _select_band(self, band):
         """(name, index) of the requested band in the model's bands."""
@@ -154,7 +157,7 @@ class VAEProfile:
         Raises:
             ValueError: missing or unknown latent names, or a non-positive scale.
         """
-        padded = self._stamp(self._latent_tuple(latents))
+        padded = self._substitute if self._substitute is not None else self._stamp(self._latent_tuple(latents))
         if scale is None:
             scale = self.pixel_scale
         if not scale > 0:
@@ -168,6 +171,30 @@ class VAEProfile:
         col = (cos * dx + sin * dy) / scale + offset
         row = (cos * dy - sin * dx) / scale + offset
         return (amp / scale**2) * _bilinear(padded, col, row)
+
+    def stamp_jacobian(self, **latents):
+        """The unit-flux stamp (N, N) and its derivatives with respect to the latents (N, N, d).
+
+        Args:
+            **latents: z_0 ... z_{d-1}.
+        """
+        return unit_flux_stamp_jacobian(self.galaxy_model, self._latent_tuple(latents), self._band_index)
+
+    @contextlib.contextmanager
+    def substituted_stamp(self, stamp):
+        """Within the block, :meth:`function` places ``stamp`` (N, N) instead of the decoded galaxy.
+
+        The image of the profile is linear in its stamp, so passing a column of
+        :meth:`stamp_jacobian` through lenstronomy's own lensing, PSF and pixel machinery gives
+        the derivative of the model image with respect to that latent.
+        """
+        padded = np.zeros((stamp.shape[0] + 2, stamp.shape[1] + 2))
+        padded[1:-1, 1:-1] = stamp
+        self._substitute = padded
+        try:
+            yield self
+        finally:
+            self._substitute = None
 
     def total_flux(self, amp, **kwargs):
         """Total flux of the profile: ``amp`` itself (the stamp has unit flux).

@@ -11,7 +11,7 @@ from lenstronomy_vae.demo import FitSettings, LensSettings, fit_lens, lens_param
 from lenstronomy_vae.models import load_galaxy_model
 
 SMALL_LENS = LensSettings(num_pix=40, pixel_scale=0.06, source_flux=60.0)
-SHORT_FIT = FitSettings(pso_particles=30, pso_iterations_lens=30, pso_iterations_all=40, walker_ratio=2,
+SHORT_FIT = FitSettings(pso_particles=30, pso_iterations=30, lm_iterations=20, walker_ratio=2,
                         mcmc_burn=40, mcmc_run=30, progress=False)
 
 
@@ -30,7 +30,7 @@ def test_simulated_lens_is_reproducible_and_has_the_requested_flux(lens_with_vae
     assert lens_with_vae_source.source_stamp.sum() == pytest.approx(SMALL_LENS.source_flux)
 
 
-def test_pso_and_emcee_recover_the_einstein_radius_within_its_uncertainty(lens_with_vae_source, galaxy_model_path):
+def test_pso_lm_and_emcee_recover_the_einstein_radius_within_its_uncertainty(lens_with_vae_source, galaxy_model_path):
     fit = fit_lens(lens_with_vae_source, model=galaxy_model_path, settings=SHORT_FIT, seed=1)
     assert fit["samples"].shape[1] == len(fit["param_names"]) == 7 + 3 + 4
     theta_e = lens_parameter_table(lens_with_vae_source, fit)["theta_E"]
@@ -39,7 +39,7 @@ def test_pso_and_emcee_recover_the_einstein_radius_within_its_uncertainty(lens_w
 
 
 def test_run_demo_writes_figure_and_results(tmp_path, galaxy_model_path):
-    quick = FitSettings(pso_particles=10, pso_iterations_lens=3, pso_iterations_all=3, mcmc_burn=2, mcmc_run=2,
+    quick = FitSettings(pso_particles=10, pso_iterations=3, lm_iterations=2, mcmc_burn=2, mcmc_run=2,
                         progress=False)
     results = run_demo(out_dir=tmp_path, seed=0, model=galaxy_model_path, fit_settings=quick,
                        lens_settings=SMALL_LENS)
