@@ -12,15 +12,26 @@ import importlib.resources
 import json
 import os
 import pathlib
+import warnings
 import zipfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from lenstronomy_vae.fast_decoder import NumpyDecoder
 from lenstronomy_vae.vae import GalaxyVAE
 
 MANIFEST_NAME = "manifest.json"
+
+# Batches of at least this many latent vectors go to TensorFlow, smaller ones to the
+# single-threaded NumpyDecoder. Never, by default: with benchmarks/decoder_throughput.py
+# (default decoder, 2 busy cores) numpy was faster at every batch size from 1 to 1024, with
+# TensorFlow on one thread or two: 0.22–0.29 ms against 0.75–1.9 ms per call at batch 1 and
+# 1.3–1.4× the samples/s at batch 256 and 1024. On a machine with many idle cores, one
+# TensorFlow call can spread over all of them, which the numpy path never does: lower this
+# there if decoder_throughput.py shows tf.function ahead at large batches.
+GRAPH_MIN_BATCH = float("inf")
 
 
 class ModelFileError(ValueError):
@@ -116,6 +127,11 @@ def load_vae(model=None):
 class GalaxyModel:
     """A loaded VAE decoder with its normalisation, ready for likelihood loops.
 
+    Decoding runs a float32 numpy copy of the decoder (:class:`NumpyDecoder`, weights read
+    once here) for batches below ``GRAPH_MIN_BATCH`` (all, by default) and a ``tf.function``
+    of the Keras decoder for larger ones, or for a decoder NumpyDecoder cannot run; both
+    give the same stamps to float32 rounding.
+
     Attributes:
         name: the model name or path it was loaded from.
         latent_dim: dimension of the latent space.
@@ -137,6 +153,15 @@ class GalaxyModel:
             input_signature=[tf.TensorSpec((None, self.latent_dim), tf.float32)],
             reduce_retracing=True,
         )
+        try:
+            self._decode_numpy = NumpyDecoder.from_keras(decoder)
+        except NotImplementedError as error:
+            warnings.warn(
+                f"model {name!r}: {error}; decoding with TensorFlow only, several times slower "
+                "per latent vector in likelihood loops",
+                stacklevel=2,
+            )
+            self._decode_numpy = None
 
     def check_latents(self, z):
         """Latent array as float32 (n, d); raises a clear error for a wrong size or NaN."""
@@ -161,7 +186,11 @@ class GalaxyModel:
         Returns:
             float64 array (n, H, W, C), non-negative, in the units of the training images.
         """
-        normalized = self._decode_graph(self.check_latents(z)).numpy()
+        z = self.check_latents(z)
+        if self._decode_numpy is not None and len(z) < GRAPH_MIN_BATCH:
+            normalized = self._decode_numpy(z)
+        else:
+            normalized = self._decode_graph(z).numpy()
         return np.maximum(self.vae.normalization.inverse(normalized.astype(np.float64)), 0.0)
 
 

@@ -1,0 +1,167 @@
+"""NumpyDecoder: agreement with the Keras decoder, shapes, refusals, and GalaxyModel's two paths."""
+
+import inspect
+import pathlib
+import pickle
+import subprocess
+import sys
+import threading
+
+import keras
+import numpy as np
+import pytest
+from conftest import TINY_CONFIG
+
+from lenstronomy_vae import fast_decoder, models
+from lenstronomy_vae.fast_decoder import KERAS_LEAKY_RELU_SLOPE, NumpyDecoder
+from lenstronomy_vae.models import load_galaxy_model, load_vae
+from lenstronomy_vae.vae import VAEConfig, build_decoder
+
+
+def random_decoder(config, seed=0):
+    """The decoder of ``config`` with Keras' seeded initial kernels and random non-zero biases."""
+    keras.utils.set_random_seed(seed)
+    decoder = build_decoder(config)
+    rng = np.random.default_rng(seed)
+    for layer in decoder.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0.0, 0.1, layer.bias.shape).astype(np.float32))
+    return decoder
+
+
+def assert_matches_keras(model, fast, z):
+    expected = np.asarray(model(z, training=False))
+    actual = fast(z)
+    assert actual.shape == expected.shape and actual.dtype == np.float32
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("config", [
+    VAEConfig(**TINY_CONFIG),
+    VAEConfig(bands=("g", "r", "i"), **TINY_CONFIG),
+    VAEConfig(**{**TINY_CONFIG, "decoder_filters": (16, 4)}),  # 16 → 4 channels: scatter form
+    VAEConfig(),
+], ids=["tiny", "tiny-3-bands", "tiny-few-channels", "default"])
+def test_agrees_with_keras(config):
+    decoder = random_decoder(config)
+    fast = NumpyDecoder.from_keras(decoder)
+    assert fast.output_shape == (config.image_size, config.image_size, config.num_bands)
+    assert_matches_keras(decoder, fast, np.random.default_rng(1).normal(size=(3, config.latent_dim)).astype(np.float32))
+
+
+@pytest.mark.parametrize("kernel_size", [1, 2, (5, 3)])
+def test_conv2d_kernel_sizes_and_sequential_models(kernel_size):
+    keras.utils.set_random_seed(2)
+    decoder = keras.Sequential([
+        keras.Input((3,)),
+        keras.layers.Dense(5 * 6 * 4, activation="leaky_relu"),
+        keras.layers.Reshape((5, 6, 4)),
+        keras.layers.Conv2DTranspose(6, 3, strides=2, padding="same", activation="leaky_relu", use_bias=False),
+        keras.layers.Conv2D(3, kernel_size, padding="same", activation="leaky_relu"),
+        keras.layers.Conv2D(2, 3, padding="same"),
+    ])
+    assert_matches_keras(decoder, NumpyDecoder.from_keras(decoder), np.random.default_rng(3).normal(size=(2, 3)))
+
+
+def test_batch_shapes_chunks_and_bad_input(monkeypatch):
+    decoder = random_decoder(VAEConfig(**TINY_CONFIG))
+    fast = NumpyDecoder.from_keras(decoder)
+    z = np.random.default_rng(4).normal(size=(7, 4)).astype(np.float32)
+    one_by_one = np.concatenate([fast(row[None]) for row in z])
+    monkeypatch.setattr(fast_decoder, "CHUNK", 3)  # chunks of 3, 3 and 1
+    np.testing.assert_allclose(fast(z), one_by_one, rtol=1e-6, atol=1e-6)
+    assert fast(z[:0]).shape == (0, 16, 16, 1)
+    with pytest.raises(ValueError, match=r"expected latents of shape \(n, 4\); got \(4,\)"):
+        fast(z[0])
+
+
+def test_threads_and_pickled_copies_give_the_same_images():
+    fast = NumpyDecoder.from_keras(random_decoder(VAEConfig(**TINY_CONFIG)))
+    z = np.random.default_rng(5).normal(size=(40, 4)).astype(np.float32)
+    expected = fast(z)
+    results = [None] * 4
+
+    def decode(index):
+        results[index] = np.concatenate([fast(row[None]) for row in z])
+
+    threads = [threading.Thread(target=decode, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(fast))(z), expected)
+
+
+def test_runs_without_tensorflow(tmp_path):
+    fast = NumpyDecoder.from_keras(random_decoder(VAEConfig(**TINY_CONFIG)))
+    z = np.random.default_rng(6).normal(size=(2, 4)).astype(np.float32)
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "expected.npy", fast(z))
+    (tmp_path / "decoder.pkl").write_bytes(pickle.dumps(fast))
+    # A bare package object skips lenstronomy_vae/__init__ (it imports lenstronomy: seconds).
+    script = (
+        "import pickle, sys, types; import numpy as np\n"
+        "sys.modules['tensorflow'] = sys.modules['keras'] = None  # any import of them fails\n"
+        "package = sys.modules['lenstronomy_vae'] = types.ModuleType('lenstronomy_vae')\n"
+        f"package.__path__ = [{str(pathlib.Path(fast_decoder.__file__).parent)!r}]\n"
+        f"directory = {str(tmp_path)!r}\n"
+        "fast = pickle.load(open(directory + '/decoder.pkl', 'rb'))\n"
+        "out = fast(np.load(directory + '/z.npy'))\n"
+        "assert np.array_equal(out, np.load(directory + '/expected.npy'))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_leaky_relu_slope_is_keras_default():
+    default = inspect.signature(keras.activations.leaky_relu).parameters["negative_slope"].default
+    assert KERAS_LEAKY_RELU_SLOPE == default
+
+
+@pytest.mark.parametrize("layer, message", [
+    (keras.layers.BatchNormalization(), "BatchNormalization is not supported"),
+    (keras.layers.Conv2DTranspose(2, 3, strides=1, padding="same"), r"strides=\(1, 1\) \(only \(2, 2\)\)"),
+    (keras.layers.Conv2DTranspose(2, 5, strides=2, padding="same"), r"kernel_size=\(5, 5\)"),
+    (keras.layers.Conv2D(2, 3, padding="valid"), "padding='valid'"),
+    (keras.layers.Conv2D(2, 3, padding="same", dilation_rate=2), "dilation_rate"),
+    (keras.layers.Conv2D(2, 3, padding="same", activation="relu"), "activation 'relu'"),
+])
+def test_unsupported_layers_are_named(layer, message):
+    inputs = keras.Input((4,))
+    x = keras.layers.Reshape((4, 4, 1))(keras.layers.Dense(16)(inputs))
+    decoder = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same")(layer(x)))
+    with pytest.raises(NotImplementedError, match=message):
+        NumpyDecoder.from_keras(decoder)
+
+
+def test_branching_model_is_refused():
+    inputs = keras.Input((4,))
+    x = keras.layers.Reshape((2, 2, 1))(inputs)
+    outputs = keras.layers.Add()([keras.layers.Conv2D(1, 3, padding="same")(x), x])
+    with pytest.raises(NotImplementedError, match="'add' does not take the previous layer's output"):
+        NumpyDecoder.from_keras(keras.Model(inputs, outputs))
+
+
+def test_galaxy_model_decodes_the_same_stamps_by_numpy_and_tensorflow(multiband_model_path, monkeypatch):
+    model = load_galaxy_model(multiband_model_path)
+    assert model._decode_numpy is not None
+    z = np.random.default_rng(7).normal(size=(3, model.latent_dim))
+    by_numpy = model.decode(z)
+    monkeypatch.setattr(models, "GRAPH_MIN_BATCH", 1)
+    by_tensorflow = model.decode(z)
+    assert by_numpy.shape == (3, 16, 16, 3) and by_numpy.dtype == np.float64
+    np.testing.assert_allclose(by_numpy, by_tensorflow, rtol=1e-5, atol=1e-6 * by_tensorflow.max())
+
+
+def test_galaxy_model_without_numpy_decoder_warns_and_uses_tensorflow(galaxy_model_path, monkeypatch):
+    expected = load_galaxy_model(galaxy_model_path).decode(np.zeros(4))
+
+    def refuse(decoder):
+        raise NotImplementedError("layer 'x' of type Custom is not supported by NumpyDecoder")
+
+    monkeypatch.setattr(NumpyDecoder, "from_keras", refuse)
+    with pytest.warns(UserWarning, match="Custom is not supported by NumpyDecoder; decoding with TensorFlow"):
+        model = models.GalaxyModel(load_vae(galaxy_model_path), name="custom")
+    np.testing.assert_allclose(model.decode(np.zeros(4)), expected, rtol=1e-5, atol=1e-6 * expected.max())
