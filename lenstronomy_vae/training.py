@@ -152,6 +152,7 @@ def train_vae(
         epochs=epochs,
         initial_epoch=epochs_done,
         callbacks=[KLWarmup(0.0, 1.0, kl_warmup_epochs), EpochCheckpoint(checkpoint_dir)],
+        shuffle=False,  # the tf.data pipeline shuffles, with the seed
         verbose=verbose,
     )
     state = read_state(checkpoint_dir)
