@@ -18,8 +18,8 @@ from lenstronomy_vae.io import atomic_path, write_json
 from lenstronomy_vae.normalization import ArcsinhTanhNormalization
 from lenstronomy_vae.vae import GalaxyVAE, KLWarmup
 
-CHECKPOINT_NAME = "last.keras"
 STATE_NAME = "state.json"
+CHECKPOINT_PATTERN = "epoch_{:04d}.keras"
 
 
 # Normalised-unit error added in quadrature to the propagated pixel noise. Without it the χ² weight
@@ -66,8 +66,9 @@ def default_strategy():
 class EpochCheckpoint(keras.callbacks.Callback):
     """Save the whole model (weights, optimizer, KL weight) and the epoch count after each epoch.
 
-    Both files are written under temporary names and renamed, so a kill at any moment leaves the
-    previous complete checkpoint.
+    The model goes to ``epoch_NNNN.keras``, then ``state.json`` (the one commit point) names it,
+    then older checkpoints are deleted; every file is written under a temporary name and
+    renamed. A kill at any moment leaves a state that names a complete checkpoint.
     """
 
     def __init__(self, directory):
@@ -75,20 +76,38 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.directory = pathlib.Path(directory)
 
     def on_epoch_end(self, epoch, logs=None):
-        with atomic_path(self.directory / CHECKPOINT_NAME) as temporary:
+        name = CHECKPOINT_PATTERN.format(epoch + 1)
+        with atomic_path(self.directory / name) as temporary:
             self.model.save(temporary)
         history = read_state(self.directory).get("history", [])
         history.append({key: float(value) for key, value in (logs or {}).items()})
-        write_json(self.directory / STATE_NAME, {"epochs_done": epoch + 1, "history": history})
+        write_json(self.directory / STATE_NAME, {"epochs_done": epoch + 1, "checkpoint": name, "history": history})
+        remove_stale_files(self.directory)
 
 
 def read_state(directory):
-    """Checkpoint state ``{"epochs_done": int, "history": [...]}``; empty when none exists."""
+    """Checkpoint state ``{"epochs_done", "checkpoint", "history"}``; empty when none exists."""
     path = pathlib.Path(directory) / STATE_NAME
     if not path.is_file():
         return {}
     with open(path) as f:
         return json.load(f)
+
+
+def checkpoint_path(directory):
+    """Path of the checkpoint the state names, or None before the first epoch."""
+    state = read_state(directory)
+    return pathlib.Path(directory) / state["checkpoint"] if state else None
+
+
+def remove_stale_files(directory):
+    """Delete checkpoints the state does not name and temporaries left by a killed run."""
+    directory = pathlib.Path(directory)
+    current = read_state(directory).get("checkpoint")
+    stale = [path for path in directory.glob("epoch_*.keras") if path.name != current]
+    stale += list(directory.glob(".epoch_*.keras")) + list(directory.glob(".state.*.json"))
+    for path in stale:
+        path.unlink(missing_ok=True)
 
 
 def train_vae(
@@ -110,7 +129,7 @@ def train_vae(
         train_set, validation_set: :class:`lenstronomy_vae.simulate.GalaxySet` instances.
         config: :class:`VAEConfig`; its image size and band count must match the data.
         epochs: total number of epochs planned (a resumed run trains only the remainder).
-        checkpoint_dir: directory for ``last.keras`` and ``state.json``; an existing checkpoint
+        checkpoint_dir: directory for the checkpoints and ``state.json``; an existing checkpoint
             there is resumed.
         batch_size: global batch size (split across replicas).
         learning_rate: Adam learning rate, decayed by cosine to 1 % over the planned steps.
@@ -128,12 +147,13 @@ def train_vae(
     keras.utils.set_random_seed(seed)
     strategy = strategy or default_strategy()
     checkpoint_dir = pathlib.Path(checkpoint_dir)
+    remove_stale_files(checkpoint_dir)
     state = read_state(checkpoint_dir)
     epochs_done = state.get("epochs_done", 0)
     steps_per_epoch = int(np.ceil(len(train_set) / batch_size))
     with strategy.scope():
         if epochs_done:
-            vae = keras.saving.load_model(checkpoint_dir / CHECKPOINT_NAME, safe_mode=True)
+            vae = keras.saving.load_model(checkpoint_path(checkpoint_dir), safe_mode=True)
         else:
             normalization = ArcsinhTanhNormalization.fit(train_set.intrinsic)
             vae = GalaxyVAE(config, normalization, kl_weight=0.0, seed=seed)

@@ -9,7 +9,7 @@ from lenstronomy_vae.evaluate import reconstruction_metrics
 from lenstronomy_vae.metrics import relative_flux_error, ssim
 from lenstronomy_vae.normalization import ArcsinhTanhNormalization
 from lenstronomy_vae.simulate import GalaxySimConfig, simulate_galaxies
-from lenstronomy_vae.training import MODEL_ERROR, read_state, train_vae, training_arrays
+from lenstronomy_vae.training import MODEL_ERROR, checkpoint_path, read_state, train_vae, training_arrays
 from lenstronomy_vae.vae import VAEConfig
 
 CONFIG = VAEConfig(image_size=64, latent_dim=4, encoder_filters=(4, 8, 8, 8), decoder_filters=(8, 8, 4, 4),
@@ -43,7 +43,7 @@ def test_training_data_with_nan_pixels_is_refused(galaxies):
 def test_training_resumes_from_its_last_checkpoint(galaxies, tmp_path):
     validation, train = galaxies.split(32)
     _, state = train_vae(train, validation, CONFIG, epochs=1, checkpoint_dir=tmp_path, batch_size=32, verbose=0)
-    assert state["epochs_done"] == 1 and (tmp_path / "last.keras").is_file()
+    assert state["epochs_done"] == 1 and checkpoint_path(tmp_path).is_file()
     vae, state = train_vae(train, validation, CONFIG, epochs=3, checkpoint_dir=tmp_path, batch_size=32, verbose=0)
     assert read_state(tmp_path)["epochs_done"] == 3 and len(state["history"]) == 3
     assert state["history"][-1]["loss"] < state["history"][0]["loss"]
