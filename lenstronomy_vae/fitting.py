@@ -143,7 +143,9 @@ def check_data(kwargs_data):
         if noise_map.shape != image.shape:
             raise ValueError(f"noise_map has shape {noise_map.shape} but image_data has {image.shape}")
         if not np.all(noise_map > 0):
-            raise ValueError(f"noise_map must be positive and finite; its minimum is {np.nanmin(noise_map)}")
+            bad = int(np.sum(~(noise_map > 0)))
+            raise ValueError(f"noise_map must be positive (infinite masks a pixel); {bad} value(s) are NaN, zero or "
+                             f"negative, the smallest being {np.nanmin(noise_map)}")
         return
     for key in ("background_rms", "exposure_time"):
         value = np.asarray(kwargs_data.get(key, np.nan), dtype=float)

@@ -148,6 +148,25 @@ def _wrap_aliased(original):
     return method
 
 
+def _check_vae_fit_data(fitting_sequence):
+    """Refuse NaN pixels or non-positive noise in a fit with a 'VAE' component.
+
+    lenstronomy would silently turn them into a NaN likelihood that optimisers wander on; built-in
+    fits are left exactly as lenstronomy runs them.
+    """
+    kwargs_model = fitting_sequence._updateManager.kwargs_model
+    light_lists = (kwargs_model.get(key) or [] for key in ("source_light_model_list", "lens_light_model_list"))
+    if not any(VAE_NAME in names for names in light_lists):
+        return
+    from lenstronomy_vae.fitting import check_data
+
+    for band, (kwargs_data, _, _) in enumerate(fitting_sequence.multi_band_list):
+        try:
+            check_data(kwargs_data)
+        except ValueError as error:
+            raise ValueError(f"band {band} of multi_band_list: {error}") from None
+
+
 def _wrap_fit_sequence(original):
     @functools.wraps(original)
     def fit_sequence(self, fitting_list):
@@ -159,6 +178,7 @@ def _wrap_fit_sequence(original):
         """
         from lenstronomy_vae.lm import run_lm  # heavy (TensorFlow): only when used
 
+        _check_vae_fit_data(self)
         chain_list, pending = [], []
         for step in fitting_list:
             if step[0] != LM_STEP:

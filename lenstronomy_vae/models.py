@@ -174,7 +174,9 @@ class GalaxyModel:
                 f"got latent array of shape {z.shape}"
             )
         if not np.all(np.isfinite(z)):
-            raise ValueError(f"latent values must be finite; got {z}")
+            bad = np.argwhere(~np.isfinite(z))
+            raise ValueError(f"latent values must be finite; {len(bad)} are NaN or infinite, first at "
+                             f"(sample, latent) {tuple(int(i) for i in bad[0])}")
         return z
 
     def decode(self, z):

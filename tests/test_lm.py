@@ -140,5 +140,13 @@ def test_fit_galaxy_refuses_bad_input(galaxy_model_path, image, noise, psf, mess
         fit_galaxy(image, noise, psf, PIXEL_SCALE, model=galaxy_model_path)
 
 
+def test_fit_sequence_with_a_vae_refuses_nan_pixels(galaxy_model_path):
+    image = noisy_galaxy(galaxy_model_path)
+    image[3, 4] = np.nan
+    fitting = galaxy_fitting_sequence(galaxy_model_path, image, noise=0.0005)
+    with pytest.raises(ValueError, match=r"band 0 of multi_band_list: image_data has 1 NaN .* \(3, 4\)"):
+        fitting.fit_sequence([["PSO", {"n_particles": 4, "n_iterations": 1}]])
+
+
 def test_galaxy_model_is_loaded_once(galaxy_model_path):
     assert VAEProfile(galaxy_model_path).galaxy_model is load_galaxy_model(galaxy_model_path)
