@@ -22,8 +22,9 @@ from lenstronomy.Util import simulation_util
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
 
 from lenstronomy_vae.fitting import check_data, latent_prior, vae_source_params
-from lenstronomy_vae.io import atomic_path, write_json
+from lenstronomy_vae.io import write_json
 from lenstronomy_vae.models import load_galaxy_model
+from lenstronomy_vae.plots import plot_fit_panels
 from lenstronomy_vae.simulate import GalaxySimConfig, simulate_galaxies
 
 LENS_PARAMS = ["theta_E", "e1", "e2", "center_x", "center_y", "gamma1", "gamma2"]
@@ -262,33 +263,9 @@ def _extent(x, y):
 
 def plot_fit(images, path):
     """Five panels: data, model, normalised residuals, true source, reconstructed source (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 5, figsize=(20, 4.2))
-    vmax = np.percentile(images["data"], 99.5)
-    panels = [
-        ("data", images["data"], dict(cmap="magma", vmin=0, vmax=vmax)),
-        ("model", images["model"], dict(cmap="magma", vmin=0, vmax=vmax)),
-        ("(data − model) / σ", images["residuals"], dict(cmap="RdBu_r", vmin=-4, vmax=4)),
-    ]
-    for axis, (title, image, style) in zip(axes, panels):
-        shown = axis.imshow(image, origin="lower", **style)
-        axis.set_title(title)
-        figure.colorbar(shown, ax=axis, fraction=0.046)
-    smax = images["source_true"].max()
-    for axis, key, title in ((axes[3], "source_true", "true source"), (axes[4], "source_fit", "VAE source (fit)")):
-        shown = axis.imshow(images[key], origin="lower", cmap="magma", vmin=0, vmax=smax,
-                            extent=images[f"{key}_extent"])
-        axis.set_title(title)
-        axis.set_xlabel("arcsec")
-        figure.colorbar(shown, ax=axis, fraction=0.046)
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
+    sources = [("true source", images["source_true"], images["source_true_extent"]),
+               ("VAE source (fit)", images["source_fit"], images["source_fit_extent"])]
+    plot_fit_panels(images["data"], images["model"], images["residuals"], path, sources=sources)
 
 
 def run_demo(out_dir="demo_output", seed=0, model=None, fit_settings=None, lens_settings=None):

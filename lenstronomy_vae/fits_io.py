@@ -1,0 +1,48 @@
+"""Reading images from FITS files, with the pixel scale from their WCS."""
+
+import warnings
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+
+def read_image(path, hdu=None):
+    """A 2-D image and its pixel scale from a FITS file.
+
+    Args:
+        path: FITS file.
+        hdu: HDU index; default the first HDU holding 2-D data.
+
+    Returns:
+        (image as float64 (H, W), pixel scale in arcsec or None when the header has no celestial WCS).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a FITS file, no 2-D image in it, or the HDU does not exist.
+    """
+    try:
+        hdul = fits.open(path, memmap=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such FITS file: {path}") from None
+    except OSError as error:
+        raise ValueError(f"{path} is not a readable FITS file: {error}") from None
+    with hdul:
+        if hdu is None:
+            found = [i for i, unit in enumerate(hdul) if unit.data is not None and np.ndim(unit.data) == 2]
+            if not found:
+                raise ValueError(f"{path} holds no 2-D image (HDUs: {[np.shape(u.data) for u in hdul]})")
+            hdu = found[0]
+        if not 0 <= hdu < len(hdul):
+            raise ValueError(f"{path} has {len(hdul)} HDUs; HDU {hdu} does not exist")
+        data, header = hdul[hdu].data, hdul[hdu].header
+        if data is None or np.ndim(data) != 2:
+            raise ValueError(f"HDU {hdu} of {path} is not a 2-D image (shape {np.shape(data)})")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            celestial = WCS(header).celestial
+        scale = None
+        if celestial.has_celestial:
+            scales = celestial.proj_plane_pixel_scales()
+            scale = float(np.mean([s.to_value("arcsec") for s in scales]))
+        return np.asarray(data, dtype=np.float64), scale

@@ -1,0 +1,85 @@
+"""The lenstronomy-vae command line on tiny inputs: exit codes, files written, their content."""
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from scipy.signal import fftconvolve
+
+from lenstronomy_vae.cli import main
+from lenstronomy_vae.profile import VAEProfile
+
+PIXEL_SCALE = 0.05
+
+
+@pytest.fixture
+def galaxy_files(tmp_path, galaxy_model_path):
+    """A noisy tiny-model galaxy with a WCS header (0.05″/px), its PSF, and its noise map as FITS."""
+    profile = VAEProfile(galaxy_model_path)
+    coordinates = (np.arange(24) - 11.5) * PIXEL_SCALE
+    x, y = np.meshgrid(coordinates, coordinates)
+    latents = {"z_0": 0.4, "z_1": -0.3, "z_2": 0.2, "z_3": 0.1}
+    psf = np.outer(*2 * [np.exp(-0.5 * (np.arange(-3, 4) / 1.2) ** 2)])
+    psf /= psf.sum()
+    image = fftconvolve(profile.function(x, y, amp=2.0, **latents) * PIXEL_SCALE**2, psf, mode="same")
+    image += np.random.default_rng(0).normal(0, 0.001, image.shape)
+    header = fits.Header({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CDELT1": -PIXEL_SCALE / 3600,
+                          "CDELT2": PIXEL_SCALE / 3600, "CRPIX1": 12.5, "CRPIX2": 12.5, "CRVAL1": 150.0,
+                          "CRVAL2": 2.0})
+    paths = {name: tmp_path / f"{name}.fits" for name in ("image", "psf", "noise")}
+    fits.PrimaryHDU(image, header=header).writeto(paths["image"])
+    fits.PrimaryHDU(psf).writeto(paths["psf"])
+    fits.PrimaryHDU(np.full(image.shape, 0.001)).writeto(paths["noise"])
+    return paths
+
+
+def test_fit_writes_parameters_and_figure(galaxy_files, galaxy_model_path, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["fit", str(galaxy_files["image"]), "--psf", str(galaxy_files["psf"]), "--noise-map",
+                 str(galaxy_files["noise"]), "--model", galaxy_model_path, "--out", str(out)])
+    assert code == 0
+    result = json.loads((out / "fit.json").read_text())
+    assert result["pixel_scale_arcsec"] == pytest.approx(PIXEL_SCALE)  # read from the WCS
+    assert result["parameters"]["amp"] == pytest.approx(2.0, rel=0.05)
+    assert result["reduced_chi2"] == pytest.approx(1.0, abs=0.3)
+    assert set(result["parameters"]) == set(VAEProfile(galaxy_model_path).param_names)
+    assert (out / "fit.png").read_bytes()[:4] == b"\x89PNG"
+    assert "reduced χ²" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--noise", "0.001", "--pixel-scale", "0.05"], None),
+        (["--noise", "0.001", "--noise-map", "NOISE"], "either as --noise SIGMA or as --noise-map FILE"),
+        ([], "either as --noise SIGMA or as --noise-map FILE"),
+        (["--noise", "-1"], "noise_map must be positive"),
+        (["--noise", "0.001", "--hdu", "3"], "has 1 HDUs; HDU 3 does not exist"),
+    ],
+)
+def test_fit_arguments(galaxy_files, galaxy_model_path, tmp_path, capsys, arguments, message):
+    arguments = [str(galaxy_files["noise"]) if a == "NOISE" else a for a in arguments]
+    code = main(["fit", str(galaxy_files["image"]), "--psf", str(galaxy_files["psf"]), "--model", galaxy_model_path,
+                 "--out", str(tmp_path / "o"), "--max-iterations", "3", *arguments])
+    if message is None:
+        assert code == 0
+    else:
+        assert code == 2 and message in capsys.readouterr().err
+
+
+def test_fit_reports_missing_files_and_images_without_pixel_scale(galaxy_files, tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "none.fits"), "--psf", str(galaxy_files["psf"]), "--noise", "1"]) == 2
+    assert "no such FITS file" in capsys.readouterr().err
+    assert main(["fit", str(galaxy_files["psf"]), "--psf", str(galaxy_files["psf"]), "--noise", "1"]) == 2
+    assert "pass --pixel-scale ARCSEC" in capsys.readouterr().err
+    (tmp_path / "text.fits").write_text("not fits")
+    assert main(["fit", str(tmp_path / "text.fits"), "--psf", str(galaxy_files["psf"]), "--noise", "1"]) == 2
+    assert "not a readable FITS file" in capsys.readouterr().err
+
+
+def test_models_lists_the_shipped_model(capsys):
+    assert main(["models"]) == 0
+    assert "hst64 (default): 64×64 px at 0.03″/px" in capsys.readouterr().out
+    assert main(["models", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["default"] == "hst64"
