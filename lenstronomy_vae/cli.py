@@ -1,4 +1,4 @@
-"""Command line ``lenstronomy-vae``: ``demo`` (the main job), ``fit``, ``models``.
+"""Command line ``lenstronomy-vae``: ``demo`` (the main job), ``fit``, ``simulate``, ``train``, ``models``.
 
 Exit codes: 0 success, 2 bad input (the message says what and how to fix it), 1 anything else.
 """
@@ -56,6 +56,38 @@ def _fit(args):
     return 0
 
 
+def _simulate(args):
+    import os
+    import time
+
+    from lenstronomy_vae.simulate import GalaxySimConfig, simulate_galaxies
+
+    start = time.perf_counter()
+    galaxies = simulate_galaxies(args.n, GalaxySimConfig(survey=args.survey, source=args.source), seed=args.seed,
+                                 progress=not args.quiet, processes=args.processes)
+    elapsed = time.perf_counter() - start
+    galaxies.save_hdf5(args.out)
+    print(f"{len(galaxies)} galaxies from source '{galaxies.config.source}' in {elapsed:.1f} s "
+          f"({1e3 * elapsed / len(galaxies):.1f} ms each, {args.processes} process(es)); "
+          f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
+    return 0
+
+
+def _train(args):
+    from lenstronomy_vae.models import weights_dir
+    from lenstronomy_vae.training import train_and_ship
+
+    options = {"latent_dim": args.latent_dim, "encoder_filters": args.encoder_filters,
+               "decoder_filters": args.decoder_filters, "dense_units": args.dense_units}
+    summary = train_and_ship(
+        args.data, args.name, args.weights_dir or weights_dir(), args.checkpoint_dir or f"runs/{args.name}",
+        args.epochs, config_options=options, held_out=args.held_out, validation=args.validation,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, kl_warmup_epochs=args.kl_warmup_epochs,
+        seed=args.seed, default=args.default)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _models(args):
     from lenstronomy_vae.models import read_manifest
 
@@ -104,6 +136,43 @@ def build_parser():
     fit.add_argument("--max-iterations", type=int, default=50, help="LM iteration budget")
     fit.add_argument("--out", default="fit_output", help="output directory (default: fit_output)")
     fit.set_defaults(run=_fit)
+    simulate = commands.add_parser(
+        "simulate", help="simulate isolated galaxy stamps with GalSim and write them to HDF5",
+        description="Simulate galaxy stamps (intrinsic, PSF-convolved and noisy; flux in the survey's image "
+                    "units, truth table with flux, magnitude, half-light radius in arcsec, reduced-shear g1/g2, "
+                    "redshift, SNR) and write HDF5 with the generating configuration.",
+    )
+    simulate.add_argument("--n", type=int, required=True, help="number of galaxies")
+    simulate.add_argument("--out", required=True, help="HDF5 file to write")
+    simulate.add_argument("--survey", default="hst_acs_f814w", help="survey (default hst_acs_f814w)")
+    simulate.add_argument("--source", default="auto", choices=("auto", "cosmos", "parametric"),
+                          help="morphologies: COSMOS fits (needs fpfs), parametric, or auto")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--processes", type=int, default=1, help="worker processes")
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.set_defaults(run=_simulate)
+    train = commands.add_parser(
+        "train", help="train a VAE on a simulated HDF5 set and ship it in the weights directory",
+        description="Train (or resume) a VAE with a checkpoint every epoch, measure median SSIM and relative flux "
+                    "error on held-out galaxies, and write the model and its manifest entry.",
+    )
+    train.add_argument("--data", required=True, help="HDF5 file written by 'simulate'")
+    train.add_argument("--name", default="hst64", help="model name in the manifest")
+    train.add_argument("--weights-dir", default=None, help="default: the package's weights directory")
+    train.add_argument("--checkpoint-dir", default=None, help="default: runs/<name>")
+    train.add_argument("--held-out", type=int, default=1000, help="galaxies kept for the final metrics")
+    train.add_argument("--validation", type=int, default=1000, help="galaxies for the validation loss")
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--batch-size", type=int, default=64, help="global batch size (split across GPUs)")
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--kl-warmup-epochs", type=int, default=5)
+    train.add_argument("--latent-dim", type=int, default=32)
+    train.add_argument("--encoder-filters", type=int, nargs="+", default=[16, 32, 64, 128])
+    train.add_argument("--decoder-filters", type=int, nargs="+", default=[64, 32, 16, 8])
+    train.add_argument("--dense-units", type=int, default=256)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--default", action="store_true", help="make this the default shipped model")
+    train.set_defaults(run=_train)
     models = commands.add_parser("models", help="list the shipped models and their manifests")
     models.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     models.set_defaults(run=_models)

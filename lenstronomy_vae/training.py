@@ -7,6 +7,7 @@ through ``tf.distribute.MirroredStrategy``.
 """
 
 import json
+import os
 import pathlib
 import time
 
@@ -16,7 +17,7 @@ import tensorflow as tf
 
 from lenstronomy_vae.io import atomic_path, write_json
 from lenstronomy_vae.normalization import ArcsinhTanhNormalization
-from lenstronomy_vae.vae import GalaxyVAE, KLWarmup
+from lenstronomy_vae.vae import GalaxyVAE, KLWarmup, VAEConfig
 
 STATE_NAME = "state.json"
 CHECKPOINT_PATTERN = "epoch_{:04d}.keras"
@@ -178,3 +179,52 @@ def train_vae(
     state = read_state(checkpoint_dir)
     state["train_seconds_this_run"] = time.perf_counter() - start
     return vae, state
+
+
+def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_options=None, held_out=1000,
+                   validation=1000, batch_size=64, learning_rate=1e-3, kl_warmup_epochs=5, seed=0, default=False):
+    """Train a VAE on a simulated HDF5 set, measure it on held-out galaxies, ship it with its manifest entry.
+
+    Args:
+        data: HDF5 file written by :meth:`lenstronomy_vae.simulate.GalaxySet.save_hdf5`.
+        name: model name in the manifest (users pass it as ``model=...``).
+        weights_dir: directory of the shipped ``.keras`` files and ``manifest.json``.
+        checkpoint_dir: checkpoints; an interrupted run resumes from here.
+        epochs: planned epochs.
+        config_options: :class:`VAEConfig` fields other than image size, bands and pixel scale
+            (which come from the data).
+        held_out, validation: galaxies kept for the final metrics and for the validation loss.
+        batch_size, learning_rate, kl_warmup_epochs, seed: as in :func:`train_vae`.
+        default: make this the default shipped model.
+
+    Returns:
+        dict: held-out median SSIM and relative flux errors, losses, seconds, hardware, file size.
+    """
+    from lenstronomy_vae.evaluate import reconstruction_metrics
+    from lenstronomy_vae.manifest import add_to_manifest, export_model
+    from lenstronomy_vae.simulate import GalaxySet
+
+    galaxies = GalaxySet.load_hdf5(data)
+    held_out_set, rest = galaxies.split(held_out)
+    validation_set, train_set = rest.split(validation)
+    config = VAEConfig(image_size=galaxies.observed.shape[1], bands=galaxies.bands, pixel_scale=galaxies.pixel_scale,
+                       **(config_options or {}))
+    vae, state = train_vae(train_set, validation_set, config, epochs, checkpoint_dir, batch_size=batch_size,
+                           learning_rate=learning_rate, kl_warmup_epochs=kl_warmup_epochs, seed=seed)
+    metrics = reconstruction_metrics(vae, held_out_set)
+    summary = {
+        "held_out_galaxies": len(held_out_set),
+        "median_ssim": metrics["median_ssim"],
+        "median_abs_flux_error": metrics["median_abs_flux_error"],
+        "median_flux_error": metrics["median_flux_error"],
+        "epochs": state["epochs_done"],
+        "final_train_loss": state["history"][-1].get("loss"),
+        "final_val_loss": state["history"][-1].get("val_loss"),
+        "train_seconds_last_run": state.get("train_seconds_this_run"),
+        "hardware": f"{os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPU(s)",
+    }
+    model_file = export_model(vae, pathlib.Path(weights_dir) / f"{name}.keras")
+    training_data = {"file": pathlib.Path(data).name, "train": len(train_set), "validation": len(validation_set),
+                     "held_out": len(held_out_set), "simulation": galaxies.config.to_dict()}
+    add_to_manifest(weights_dir, name, model_file, vae, training_data, summary, default=default)
+    return {**summary, "model_file": str(model_file), "model_bytes": model_file.stat().st_size}

@@ -83,3 +83,26 @@ def test_models_lists_the_shipped_model(capsys):
     assert "hst64 (default): 64×64 px at 0.03″/px" in capsys.readouterr().out
     assert main(["models", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["default"] == "hst64"
+
+
+def test_simulate_then_train_ship_a_model_with_its_manifest(tmp_path, capsys):
+    data = tmp_path / "galaxies.h5"
+    assert main(["simulate", "--n", "12", "--source", "parametric", "--seed", "3", "--out", str(data), "--quiet"]) == 0
+    assert "12 galaxies from source 'parametric'" in capsys.readouterr().out
+    weights = tmp_path / "weights"
+    code = main(["train", "--data", str(data), "--name", "tiny", "--weights-dir", str(weights), "--checkpoint-dir",
+                 str(tmp_path / "run"), "--held-out", "3", "--validation", "3", "--epochs", "1", "--batch-size", "3",
+                 "--latent-dim", "2", "--encoder-filters", "4", "4", "4", "4", "--decoder-filters", "4", "4", "4", "4",
+                 "--dense-units", "8"])
+    assert code == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index('{\n  "held_out_galaxies"'):])  # after Keras's epoch lines
+    manifest = json.loads((weights / "manifest.json").read_text())
+    assert manifest["default"] == "tiny" and manifest["models"]["tiny"]["latent_dim"] == 2
+    assert manifest["models"]["tiny"]["metrics"]["median_ssim"] == pytest.approx(summary["median_ssim"])
+    assert manifest["models"]["tiny"]["training_data"]["train"] == 6
+
+
+def test_simulate_refuses_an_unknown_survey(tmp_path, capsys):
+    assert main(["simulate", "--n", "2", "--survey", "jwst", "--out", str(tmp_path / "x.h5"), "--quiet"]) == 2
+    assert "jwst" in capsys.readouterr().err
