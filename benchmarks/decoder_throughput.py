@@ -6,10 +6,14 @@ same run measures a plain float32 matrix product (GFLOP/s) and shows the fractio
 each decoder reaches, from the decoder's FLOP count (multiply-adds with real pixels only: a
 stride-2 transposed convolution counts 9/4 taps per output pixel, not the 9 of its
 zero-inserted form). ``--chunks`` adds a sweep of NumpyDecoder's chunk size at the largest
-batch. Prints a table and writes JSON.
+batch. It also times the Jacobian of one latent vector (all d directions), interleaved the same
+way: :meth:`NumpyDecoder.jacobian` against TensorFlow's forward mode (the fallback of
+:func:`lenstronomy_vae.jacobian.unit_flux_stamp_jacobian`), with their largest difference;
+``--jacobian-chunks`` adds a sweep of ``JACOBIAN_CHUNK``. Prints a table and writes JSON.
 
     python benchmarks/decoder_throughput.py [--model NAME_OR_PATH] [--batches 1,32,256]
-        [--seconds 1.5] [--threads N] [--chunks 1,2,4,8,16] [--out FILE]
+        [--seconds 1.5] [--threads N] [--chunks 1,2,4,8,16] [--jacobian-chunks 1,2,4,8]
+        [--out FILE]
 
 Without ``--model`` the decoder is the default architecture ``VAEConfig()`` with random
 weights. ``--threads N`` limits BLAS and TensorFlow to N threads (1 is the setting for
@@ -28,6 +32,7 @@ def parse_args():
     parser.add_argument("--seconds", type=float, default=1.5, help="timing budget per batch size and method")
     parser.add_argument("--threads", type=int, default=None, help="BLAS and TensorFlow threads (default: all)")
     parser.add_argument("--chunks", default="", help="NumpyDecoder chunk sizes to sweep at the largest batch")
+    parser.add_argument("--jacobian-chunks", default="", help="NumpyDecoder.jacobian chunk sizes to sweep")
     parser.add_argument("--out", default="benchmarks/decoder_throughput.json")
     return parser.parse_args()
 
@@ -44,6 +49,7 @@ import tensorflow as tf  # noqa: E402
 from lenstronomy_vae import fast_decoder  # noqa: E402
 from lenstronomy_vae.fast_decoder import NumpyDecoder  # noqa: E402
 from lenstronomy_vae.io import write_json  # noqa: E402
+from lenstronomy_vae.jacobian import _jvp_graph  # noqa: E402
 from lenstronomy_vae.models import load_vae  # noqa: E402
 from lenstronomy_vae.vae import VAEConfig, build_decoder  # noqa: E402
 
@@ -143,6 +149,8 @@ def main():
         fast_decoder.CHUNK = default_chunk
         chunks = {"batch": batch, "samples_per_s": {c: batch / float(np.median(s)) for c, s in timings.items()}}
 
+    jacobians = jacobian_timings(decoder, fast, rng)
+
     threads = ARGS.threads or "all"
     print(f"decoder {ARGS.model or 'VAEConfig() (random weights)'}: {fast.latent_dim} latents → "
           f"{fast.output_shape}, {fast.flops / 1e6:.2f} MFLOP/sample; {os.cpu_count()} CPU cores, "
@@ -157,6 +165,14 @@ def main():
     if chunks:
         print(f"NumpyDecoder chunk size at batch {chunks['batch']}: " + ", ".join(
             f"{c}: {rate:.0f}/s" for c, rate in chunks["samples_per_s"].items()))
+    print(f"Jacobian of one latent vector ({fast.latent_dim} directions), ms/call (16–84 %): " + ", ".join(
+        f"{name} {row['ms_per_call']:.2f} ({row['p16_ms']:.2f}–{row['p84_ms']:.2f})"
+        for name, row in jacobians["methods"].items())
+        + f"; numpy {jacobians['speedup']:.1f}× faster; max |Δ| = {jacobians['max_abs_difference']:.1e} "
+        f"of max |J| = {jacobians['max_abs_jacobian']:.1e}")
+    if jacobians["chunk_sweep_ms"]:
+        print("NumpyDecoder.jacobian chunk size: " + ", ".join(
+            f"{c}: {ms:.2f} ms" for c, ms in jacobians["chunk_sweep_ms"].items()))
     write_json(ARGS.out, {
         "cpu_count": os.cpu_count(),
         "threads": threads,
@@ -166,7 +182,42 @@ def main():
         "matmul_gflops": matmul_rate,
         "results": results,
         "numpy_chunk_sweep": chunks,
+        "jacobian": jacobians,
     })
+
+
+def jacobian_timings(decoder, fast, rng):
+    """Jacobian of one latent vector: NumpyDecoder.jacobian vs TensorFlow forward mode, interleaved."""
+    z = rng.standard_normal(fast.latent_dim, dtype=np.float32)
+    forward_mode = _jvp_graph(decoder, fast.latent_dim)
+    functions = {
+        "numpy": lambda: fast.jacobian(z),
+        "tf forward mode": lambda: [t.numpy() for t in forward_mode(tf.constant(z))],
+    }
+    default_chunk = fast_decoder.JACOBIAN_CHUNK
+    for chunk in (int(c) for c in ARGS.jacobian_chunks.split(",") if c):
+        def run(chunk=chunk):
+            fast_decoder.JACOBIAN_CHUNK = chunk
+            try:
+                return fast.jacobian(z)
+            finally:
+                fast_decoder.JACOBIAN_CHUNK = default_chunk
+        functions[f"chunk {chunk}"] = run
+    timings = time_interleaved(functions, ARGS.seconds)
+    methods = {name: summary(timings[name], 1, 0, 1.0) for name in ("numpy", "tf forward mode")}
+    for row in methods.values():  # one call is one Jacobian: no sample or FLOP rates
+        del row["samples_per_s"], row["gflops"], row["fraction_of_matmul"]
+    (_, numpy_jacobian), (_, tf_jacobian) = fast.jacobian(z), forward_mode(tf.constant(z))
+    return {
+        "latent_dim": fast.latent_dim,
+        "chunk": default_chunk,
+        "methods": methods,
+        "speedup": methods["tf forward mode"]["ms_per_call"] / methods["numpy"]["ms_per_call"],
+        "max_abs_difference": float(np.abs(numpy_jacobian - tf_jacobian.numpy()).max()),
+        "max_abs_jacobian": float(np.abs(tf_jacobian.numpy()).max()),
+        "chunk_sweep_ms": {name.split()[1]: 1e3 * float(np.median(seconds))
+                           for name, seconds in timings.items() if name.startswith("chunk ")},
+    }
 
 
 if __name__ == "__main__":

@@ -26,7 +26,17 @@ slice copies, and each phase is one matrix product
 rows, a row of ones carrying the bias. The leaky ReLU and one strided copy into the next
 layer's buffer follow. Channels-first keeps every element-wise step on long contiguous rows.
 All buffers, views and bound numpy calls are prepared once per thread (a "plan"), so that a
-call runs only about 75 BLAS and ufunc calls for the default decoder.
+call runs only about 75 BLAS and ufunc calls for the default decoder. A product larger than
+``MAX_PRODUCT`` is split into blocks of columns, to stay on OpenBLAS' single-threaded
+small-matrix kernel.
+
+Jacobian (:meth:`NumpyDecoder.jacobian`), by forward mode. A one-sample primal pass records
+each leaky ReLU's slope mask (1 where the pre-activation is positive, the slope elsewhere);
+then the d tangents e_1 … e_d, a few at a time, go through the same linear maps without bias
+(rows without the ones row), each activation replaced by a product with the primal's mask.
+After a first Dense layer the tangent of e_i is row i of its kernel times the mask, so no
+product is needed there. It costs about d one-sample passes of the image layers, ~6 ms for the
+default decoder (d = 32), 4–5× less than TensorFlow's forward mode.
 
 This module imports numpy only: a :class:`NumpyDecoder` runs without TensorFlow once built.
 """
@@ -49,11 +59,32 @@ _ACTIVATIONS = {"linear": None, "leaky_relu": KERAS_LEAKY_RELU_SLOPE}
 # workers). Measured with benchmarks/decoder_throughput.py --chunks.
 CHUNK = 1
 
+# Largest matrix product (m·n·k) per BLAS call; larger ones are split into column blocks. Up to
+# about 10⁶, the OpenBLAS that numpy ships (0.3.31, measured on AVX-512 x86-64) runs its
+# unpacked small-matrix kernel on the calling thread at ~100 GFLOP/s; beyond, it packs (~60
+# GFLOP/s on one thread) and starts a second thread, which waits 10–100× longer than the
+# product takes when the other core is busy.
+MAX_PRODUCT = 1_000_000
+
+# Tangent directions per pass of NumpyDecoder.jacobian: a few share each pass's per-call
+# overhead, while one pass's buffers still stay near the core's cache. For the default decoder,
+# 4 beat 1, 2, 8 and 16 by 5–40 % (benchmarks/decoder_throughput.py --jacobian-chunks).
+JACOBIAN_CHUNK = 4
+
 _step = functools.partial  # a numpy call bound to its (fixed) arrays, run once per chunk
 
 
 def _zeros(*shape):
     return np.zeros(shape, dtype=np.float32)
+
+
+def _matmul_steps(a, b, out):
+    """Steps for out ← a @ b, in blocks of b's and out's columns of at most MAX_PRODUCT m·n·k."""
+    rows, inner = a.shape
+    columns = b.shape[1]
+    block = max(1, MAX_PRODUCT // max(1, rows * inner))
+    return [_step(np.matmul, a, b[:, first:first + block], out=out[:, first:first + block])
+            for first in range(0, columns, block)]
 
 
 def _leaky_relu_steps(x, slope):
@@ -62,6 +93,24 @@ def _leaky_relu_steps(x, slope):
         return []
     scaled = np.empty_like(x)
     return [_step(np.multiply, x, np.float32(slope), out=scaled), _step(np.maximum, x, scaled, out=x)]
+
+
+def _activation_steps(x, slope, mask):
+    """Leaky-ReLU steps for x in place; with a ``mask`` buffer (x's shape), record its slope too.
+
+    The mask is the activation's derivative, 1 where x > 0 and ``slope`` elsewhere (the
+    derivative TensorFlow uses), and the activation is then x ← mask · x, which is
+    max(x, slope·x) to the bit.
+    """
+    if slope is None:
+        return []
+    if mask is None:
+        return _leaky_relu_steps(x, slope)
+    positive = np.empty(x.shape, dtype=bool)
+    slope, rise = np.float32(slope), np.float32(1) - np.float32(slope)
+    assert rise + slope == 1, f"slope {slope}: mask = rise·(x > 0) + slope is not 1 for x > 0"
+    return [_step(np.greater, x, np.float32(0), out=positive), _step(np.multiply, positive, rise, out=mask),
+            _step(np.add, mask, slope, out=mask), _step(np.multiply, x, mask, out=x)]
 
 
 class _Dense:
@@ -81,12 +130,37 @@ class _Dense:
     def flops(self, shape):
         return 2 * self.kernel.size
 
-    def plan(self, x, halo_out, steps):
-        """Append the steps that compute this layer from buffer x; return the output buffer."""
+    def plan(self, x, halo_out, steps, masks=None):
+        """Append the steps that compute this layer from buffer x; return the output buffer.
+
+        With a list ``masks`` (a one-sample primal pass), also record the activation's slope
+        mask (or None if linear) in it, for :meth:`plan_tangents`.
+        """
         out = _zeros(x.shape[0], self.kernel.shape[1])
-        steps += [_step(np.matmul, x, self.kernel, out=out), _step(np.add, out, self.bias, out=out)]
-        steps += _leaky_relu_steps(out, self.slope)
+        steps += _matmul_steps(x, self.kernel, out) + [_step(np.add, out, self.bias, out=out)]
+        mask = None if masks is None or self.slope is None else _zeros(*out.shape)
+        steps += _activation_steps(out, self.slope, mask)
+        if masks is not None:
+            masks.append(mask)
         return out
+
+    def plan_tangents(self, x, halo_out, steps, mask):
+        """Steps for the tangents x (n, d_in) → (n, d_out): no bias, times the primal's slope mask."""
+        out = _zeros(x.shape[0], self.kernel.shape[1])
+        steps += _matmul_steps(x, self.kernel, out)
+        if mask is not None:
+            steps.append(_step(np.multiply, out, mask, out=out))
+        return out
+
+    def seed_tangents(self, first, stop, mask, out):
+        """Tangents of latent directions e_first … e_(stop−1) after this (first) layer into out.
+
+        The tangent of e_i is row i of the kernel, times the slope mask: no product needed.
+        """
+        if mask is None:
+            np.copyto(out, self.kernel[first:stop])
+        else:
+            np.multiply(self.kernel[first:stop], mask, out=out)
 
 
 class _ToImage:
@@ -106,7 +180,13 @@ class _ToImage:
     def flops(self, shape):
         return 0
 
-    def plan(self, x, halo_out, steps):
+    def plan(self, x, halo_out, steps, masks=None):
+        if masks is not None:
+            masks.append(None)
+        return self.plan_tangents(x, halo_out, steps, None)
+
+    def plan_tangents(self, x, halo_out, steps, mask):
+        """A reshape is linear without bias: tangents and values go the same way."""
         height, width, channels = self.shape
         top, bottom, left, right = halo_out
         image = _zeros(channels, x.shape[0], top + height + bottom, left + width + right)
@@ -153,6 +233,8 @@ class _Convolution:
             # matrix the bias as the matching column: the bias costs no pass of its own.
             self.shifts = list(shifts)
             self.matrices = []
+            # Tangents (no bias): rows without the ones row, matrices without the bias column.
+            self.linear_runs, self.linear_matrices = [], []
             zero = self.shifts.index((0, 0))
             self.ones_row = (zero + 1) * c_in
             self.row_starts = [k * c_in + (k > zero) for k in range(len(self.shifts))]
@@ -167,6 +249,8 @@ class _Convolution:
                     if k == zero:
                         columns.append(self.bias)
                 self.matrices.append(np.concatenate(columns, axis=1))
+                self.linear_runs.append(slice(first * c_in, stop * c_in))
+                self.linear_matrices.append(np.concatenate([taps[self.shifts[k]] for k in range(first, stop)], axis=1))
         else:
             # One shift per tap, (0, 0) first in each phase: its plane covers every column and
             # accumulates the others.
@@ -218,11 +302,45 @@ class _Convolution:
         height, width, _ = shape
         return self.flops_per_pixel * height * width
 
-    def plan(self, x, halo_out, steps):
-        """Steps from x (C_in, n, H + halo_in, W + halo_in) to (C_out, n, sH + halo_out, sW + halo_out)."""
-        c_in, n, padded_height, padded_width = x.shape
-        top, bottom, left, right = self.halo_in
-        height, width = padded_height - top - bottom, padded_width - left - right
+    def plan(self, x, halo_out, steps, masks=None):
+        """Steps from x (C_in, n, H + halo_in, W + halo_in) to (C_out, n, sH + halo_out, sW + halo_out).
+
+        With a list ``masks`` (a one-sample primal pass), also record the activation's slope
+        mask (or None if linear) in it, as an array (phases, C_out, plane size), for
+        :meth:`plan_tangents`.
+        """
+        planes = self._plan_products(x, steps, bias=True)
+        mask = None if masks is None or self.slope is None else _zeros(len(planes), *planes[0].shape)
+        if self.gather:  # the phases' planes are one array: one pass for all
+            steps += _activation_steps(planes, self.slope, mask)
+        else:
+            for index, plane in enumerate(planes):
+                steps += _activation_steps(plane, self.slope, None if mask is None else mask[index])
+        if masks is not None:
+            masks.append(mask)
+        return self._plan_interleave(planes, x.shape, halo_out, steps)
+
+    def plan_tangents(self, x, halo_out, steps, mask):
+        """Steps for the n tangents x: the same products without bias, times the primal's
+        slope mask (recorded by :meth:`plan` of a one-sample pass; None if linear), the same
+        for every tangent."""
+        n = x.shape[1]
+        planes = self._plan_products(x, steps, bias=False)
+        if mask is not None:
+            size = mask.shape[-1]
+            if self.gather:
+                per_sample = planes.reshape(len(planes), self.c_out, n, size)
+                steps.append(_step(np.multiply, per_sample, mask[:, :, None], out=per_sample))
+            else:
+                for plane, plane_mask in zip(planes, mask):
+                    per_sample = plane.reshape(self.c_out, n, size)
+                    steps.append(_step(np.multiply, per_sample, plane_mask[:, None], out=per_sample))
+        return self._plan_interleave(planes, x.shape, halo_out, steps)
+
+    def _plan_products(self, x, steps, bias):
+        """Steps for the phases' pre-activations over the whole padded grid; returns the planes
+        (phase, C_out, n · H_padded · W_padded): one array (gather) or a list of views (scatter)."""
+        c_in, _, _, padded_width = x.shape
         flat = x.reshape(c_in, -1)
         size = flat.shape[1]
         # Column p of a shifted copy is input position p + offset. Columns whose source falls
@@ -231,23 +349,36 @@ class _Convolution:
         spans = [slice(max(0, -offset), size - max(0, offset)) for offset in offsets]
         sources = [slice(span.start + offset, span.stop + offset) for span, offset in zip(spans, offsets)]
         if self.gather:
-            rows = _zeros(len(self.shifts) * c_in + 1, size)  # out-of-range columns stay zero
-            rows[self.ones_row] = 1.0
+            if bias:
+                rows = _zeros(len(self.shifts) * c_in + 1, size)  # out-of-range columns stay zero
+                rows[self.ones_row] = 1.0
+                row_starts, runs, matrices = self.row_starts, self.runs, self.matrices
+            else:
+                rows = _zeros(len(self.shifts) * c_in, size)
+                row_starts = range(0, len(self.shifts) * c_in, c_in)
+                runs, matrices = self.linear_runs, self.linear_matrices
             steps += [_step(np.copyto, rows[start:start + c_in, span], flat[:, source])
-                      for start, span, source in zip(self.row_starts, spans, sources)]
-            planes = _zeros(len(self.runs), self.c_out, size)
-            steps += [_step(np.matmul, matrix, rows[run], out=plane)
-                      for plane, run, matrix in zip(planes, self.runs, self.matrices)]
-            steps += _leaky_relu_steps(planes, self.slope)
-        else:
-            products = _zeros(len(self.shifts), self.c_out, size)
-            steps.append(_step(np.matmul, self.matrix, flat, out=products.reshape(-1, size)))
-            planes = [products[first] for first, _ in self.runs]
-            for plane, (first, stop) in zip(planes, self.runs):
-                steps += [_step(np.add, plane[:, spans[k]], products[k, :, sources[k]], out=plane[:, spans[k]])
-                          for k in range(first + 1, stop)]
+                      for start, span, source in zip(row_starts, spans, sources)]
+            planes = _zeros(len(runs), self.c_out, size)
+            for plane, run, matrix in zip(planes, runs, matrices):
+                steps += _matmul_steps(matrix, rows[run], plane)
+            return planes
+        products = _zeros(len(self.shifts), self.c_out, size)
+        steps += _matmul_steps(self.matrix, flat, products.reshape(-1, size))
+        planes = [products[first] for first, _ in self.runs]
+        for plane, (first, stop) in zip(planes, self.runs):
+            steps += [_step(np.add, plane[:, spans[k]], products[k, :, sources[k]], out=plane[:, spans[k]])
+                      for k in range(first + 1, stop)]
+            if bias:
                 steps.append(_step(np.add, plane, self.bias, out=plane))
-                steps += _leaky_relu_steps(plane, self.slope)
+        return planes
+
+    def _plan_interleave(self, planes, in_shape, halo_out, steps):
+        """Steps copying each phase's interior into its pixels of a new output buffer (with
+        halo_out); returns the buffer."""
+        _, n, padded_height, padded_width = in_shape
+        top, bottom, left, right = self.halo_in
+        height, width = padded_height - top - bottom, padded_width - left - right
         s = self.stride
         out_top, out_bottom, out_left, out_right = halo_out
         out = _zeros(self.c_out, n, out_top + s * height + out_bottom, out_left + s * width + out_right)
@@ -266,12 +397,12 @@ class _Plan:
     out-of-range columns are zeroed at creation and never written afterwards.
     """
 
-    def __init__(self, layers, halos, n, latent_dim):
+    def __init__(self, layers, halos, n, latent_dim, masks=None):
         self.latents = _zeros(n, latent_dim)
         self.steps = []
         x = self.latents
         for layer, halo in zip(layers, halos):
-            x = layer.plan(x, halo, self.steps)
+            x = layer.plan(x, halo, self.steps, masks)
         self.output = x.transpose(1, 2, 3, 0)  # (C, n, H, W) → (n, H, W, C)
 
     def __call__(self, z, out):
@@ -281,12 +412,69 @@ class _Plan:
         np.copyto(out, self.output)
 
 
+class _TangentPlan:
+    """Buffers and bound calls that push n tangents (rows of ``inputs``) through the layers.
+
+    The layers' linear maps without bias, each activation replaced by the primal's slope mask
+    (``masks``, one per layer, recorded by a one-sample primal :class:`_Plan`).
+    """
+
+    def __init__(self, layers, halos, masks, n, width):
+        self.inputs = _zeros(n, width)
+        self.steps = []
+        x = self.inputs
+        for layer, halo, mask in zip(layers, halos, masks):
+            x = layer.plan_tangents(x, halo, self.steps, mask)
+        self.output = x.transpose(1, 2, 3, 0)  # (C, n, H, W) → (n, H, W, C)
+
+    def __call__(self, out):
+        for step in self.steps:
+            step()
+        np.copyto(out, self.output)
+
+
+class _JacobianPlan:
+    """Forward-mode Jacobian of one latent vector: a primal pass recording the slope masks,
+    then the d tangent directions in chunks of at most ``chunk``."""
+
+    def __init__(self, layers, halos, latent_dim, chunk):
+        masks = []
+        self.primal = _Plan(layers, halos, 1, latent_dim, masks)
+        self.latent_dim, self.chunk = latent_dim, chunk
+        if isinstance(layers[0], _Dense):
+            # The tangent of e_i after the first Dense layer is row i of its kernel (times the
+            # mask): the tangent passes start after it.
+            self.seed_layer, self.seed_mask = layers[0], masks[0]
+            layers, halos, masks = layers[1:], halos[1:], masks[1:]
+            width = self.seed_layer.kernel.shape[1]
+        else:
+            self.seed_layer, self.seed_mask = None, None
+            width = latent_dim
+            self.identity = np.eye(latent_dim, dtype=np.float32)
+        sizes = {min(chunk, latent_dim - first) for first in range(0, latent_dim, chunk)}
+        self.tangents = {n: _TangentPlan(layers, halos, masks, n, width) for n in sizes}
+
+    def __call__(self, z, out, jacobian):
+        """Decode z (1, d) into out (1, H, W, C) and its Jacobian into jacobian (d, H, W, C)."""
+        self.primal(z, out)
+        for first in range(0, self.latent_dim, self.chunk):
+            stop = min(first + self.chunk, self.latent_dim)
+            plan = self.tangents[stop - first]
+            if self.seed_layer is not None:
+                self.seed_layer.seed_tangents(first, stop, self.seed_mask, plan.inputs)
+            else:
+                np.copyto(plan.inputs, self.identity[first:stop])
+            plan(jacobian[first:stop])
+
+
 class NumpyDecoder:
     """A Keras decoder chain evaluated in float32 numpy; build it with :meth:`from_keras`.
 
-    Calls from several threads are safe (each thread has its own buffers); it pickles to its
-    weights, so worker processes can use it without TensorFlow. It runs on the calling thread:
-    for the default decoder every matrix product is small enough that OpenBLAS keeps it there.
+    Calling it decodes a batch of latent vectors; :meth:`jacobian` gives one vector's output
+    and its derivatives. Calls from several threads are safe (each thread has its own
+    buffers); it pickles to its weights, so worker processes can use it without TensorFlow. It
+    runs on the calling thread: every matrix product is kept (split, if need be) small enough
+    that OpenBLAS keeps it there.
 
     Args:
         layers: the layer operations, in order: vector layers, then image layers.
@@ -399,6 +587,36 @@ class NumpyDecoder:
                 plan = plans[len(chunk)] = _Plan(self.layers, self._halos, len(chunk), self.latent_dim)
             plan(chunk, out[start:start + CHUNK])
         return out
+
+    def jacobian(self, z):
+        """Decode one latent vector and its Jacobian, by forward-mode differentiation.
+
+        The primal pass records each activation's slope mask (1 where the pre-activation is
+        positive, the leaky-ReLU slope elsewhere: TensorFlow's derivative); the d tangents
+        e_1 … e_d then go through the same linear maps without bias, times those masks, in
+        chunks of ``JACOBIAN_CHUNK`` directions. After a first Dense layer the tangent of e_i
+        is row i of its kernel, so the passes start at the second layer. Agrees with
+        TensorFlow's forward mode to float32 rounding.
+
+        Args:
+            z: one latent vector, shape (d,); cast to float32.
+
+        Returns:
+            (output, jacobian): float32 arrays (H, W, C), the decoder's output (the same as
+            ``self(z[None])[0]``), and (d, H, W, C), ∂output/∂z_i along the first axis.
+        """
+        z = np.asarray(z, dtype=np.float32)
+        if z.shape != (self.latent_dim,):
+            raise ValueError(f"expected one latent vector of shape ({self.latent_dim},); got {z.shape}")
+        plans = self._local.__dict__.setdefault("jacobian_plans", {})
+        plan = plans.get((JACOBIAN_CHUNK, MAX_PRODUCT))
+        if plan is None:
+            plan = plans[JACOBIAN_CHUNK, MAX_PRODUCT] = _JacobianPlan(
+                self.layers, self._halos, self.latent_dim, JACOBIAN_CHUNK)
+        output = np.empty(self.output_shape, dtype=np.float32)
+        jacobian = np.empty((self.latent_dim, *self.output_shape), dtype=np.float32)
+        plan(z[None], output[None], jacobian)
+        return output, jacobian
 
 
 def _slope(layer, config):

@@ -1,4 +1,5 @@
-"""NumpyDecoder: agreement with the Keras decoder, shapes, refusals, and GalaxyModel's two paths."""
+"""NumpyDecoder: agreement with the Keras decoder, shapes, refusals, GalaxyModel's two paths, and
+the forward-mode Jacobian against TensorFlow's and finite differences."""
 
 import inspect
 import pathlib
@@ -10,9 +11,10 @@ import threading
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import TINY_CONFIG
 
-from lenstronomy_vae import fast_decoder, models
+from lenstronomy_vae import fast_decoder, jacobian, models
 from lenstronomy_vae.fast_decoder import KERAS_LEAKY_RELU_SLOPE, NumpyDecoder
 from lenstronomy_vae.models import load_galaxy_model, load_vae
 from lenstronomy_vae.vae import VAEConfig, build_decoder
@@ -165,3 +167,133 @@ def test_galaxy_model_without_numpy_decoder_warns_and_uses_tensorflow(galaxy_mod
     with pytest.warns(UserWarning, match="Custom is not supported by NumpyDecoder; decoding with TensorFlow"):
         model = models.GalaxyModel(load_vae(galaxy_model_path), name="custom")
     np.testing.assert_allclose(model.decode(np.zeros(4)), expected, rtol=1e-5, atol=1e-6 * expected.max())
+
+
+# --- Jacobian (forward mode) -------------------------------------------------------------------
+
+
+def tensorflow_jacobian(decoder, z):
+    """TensorFlow forward mode, as lenstronomy_vae.jacobian's fallback: (output, (d, H, W, C))."""
+    output, tangents = jacobian._jvp_graph(decoder, len(z))(tf.constant(z, dtype=tf.float32))
+    return output.numpy(), tangents.numpy()
+
+
+def assert_jacobian_matches_tensorflow(decoder, fast, z):
+    output, derivatives = fast.jacobian(z)
+    expected_output, expected = tensorflow_jacobian(decoder, z)
+    assert output.dtype == derivatives.dtype == np.float32
+    assert output.shape == fast.output_shape and derivatives.shape == (len(z), *fast.output_shape)
+    np.testing.assert_allclose(output, fast(z[None])[0], rtol=1e-6, atol=1e-6 * np.abs(output).max())
+    np.testing.assert_allclose(output, expected_output, rtol=1e-5, atol=1e-5 * np.abs(expected_output).max())
+    np.testing.assert_allclose(derivatives, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("config", [
+    VAEConfig(**TINY_CONFIG),
+    VAEConfig(bands=("g", "r", "i"), **TINY_CONFIG),
+    VAEConfig(**{**TINY_CONFIG, "decoder_filters": (16, 4)}),  # scatter form with a leaky ReLU
+    VAEConfig(),
+    VAEConfig(bands=("g", "r", "i")),
+], ids=["tiny", "tiny-3-bands", "tiny-few-channels", "default", "default-3-bands"])
+def test_jacobian_agrees_with_tensorflow_forward_mode(config):
+    decoder = random_decoder(config)
+    z = np.random.default_rng(8).normal(size=config.latent_dim).astype(np.float32)
+    assert_jacobian_matches_tensorflow(decoder, NumpyDecoder.from_keras(decoder), z)
+
+
+@pytest.mark.parametrize("config", [VAEConfig(**TINY_CONFIG), VAEConfig()], ids=["tiny", "default"])
+def test_jacobian_agrees_with_float64_finite_differences(config):
+    """Central differences of a float64 copy of the decoder: the network is piecewise linear, so
+    a step far below the distance to any leaky-ReLU kink gives its derivative to rounding."""
+    decoder = random_decoder(config)
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        reference = build_decoder(config)
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+    reference.set_weights(decoder.get_weights())
+    z = np.random.default_rng(9).normal(size=config.latent_dim).astype(np.float32)
+    step, d = 1e-6, config.latent_dim
+    shifted = np.asarray(reference(z.astype(np.float64) + np.concatenate([step * np.eye(d), -step * np.eye(d)])))
+    assert shifted.dtype == np.float64
+    finite = (shifted[:d] - shifted[d:]) / (2 * step)
+    _, derivatives = NumpyDecoder.from_keras(decoder).jacobian(z)
+    np.testing.assert_allclose(derivatives, finite, rtol=1e-5, atol=1e-5 * np.abs(finite).max())
+
+
+def test_jacobian_of_other_chains_chunks_and_product_blocks(monkeypatch):
+    """Two Dense layers (the second linear), no bias, Conv2D with a leaky ReLU; a chain starting
+    with a Reshape (identity tangents, no Dense row trick); chunks of 3 + 1 tangents; every
+    matrix product split into column blocks."""
+    keras.utils.set_random_seed(10)
+    dense_chain = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(10, activation="leaky_relu"),
+        keras.layers.Dense(5 * 6 * 4),
+        keras.layers.Reshape((5, 6, 4)),
+        keras.layers.Conv2DTranspose(6, 3, strides=2, padding="same", activation="leaky_relu", use_bias=False),
+        keras.layers.Conv2D(3, (5, 3), padding="same", activation="leaky_relu"),
+        keras.layers.Conv2D(2, 3, padding="same"),
+    ])
+    reshape_chain = keras.Sequential([
+        keras.Input((12,)),
+        keras.layers.Reshape((2, 2, 3)),
+        keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="leaky_relu"),
+        keras.layers.Conv2D(1, 3, padding="same"),
+    ])
+    rng = np.random.default_rng(11)
+    for decoder in (dense_chain, reshape_chain):
+        d = decoder.inputs[0].shape[-1]
+        z = rng.normal(size=d).astype(np.float32)
+        assert_jacobian_matches_tensorflow(decoder, NumpyDecoder.from_keras(decoder), z)
+        unsplit = NumpyDecoder.from_keras(decoder).jacobian(z)
+        monkeypatch.setattr(fast_decoder, "JACOBIAN_CHUNK", 3)
+        monkeypatch.setattr(fast_decoder, "MAX_PRODUCT", 50)
+        for expected, actual in zip(unsplit, NumpyDecoder.from_keras(decoder).jacobian(z)):
+            np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+        monkeypatch.undo()
+
+
+def test_jacobian_threads_pickles_and_bad_input():
+    fast = NumpyDecoder.from_keras(random_decoder(VAEConfig(**TINY_CONFIG)))
+    z = np.random.default_rng(12).normal(size=(8, 4)).astype(np.float32)
+    expected = [fast.jacobian(row) for row in z]
+    results = [None] * 3
+
+    def differentiate(index):
+        results[index] = [fast.jacobian(row) for row in z]
+
+    threads = [threading.Thread(target=differentiate, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    copy = pickle.loads(pickle.dumps(fast))
+    for result in [*results, [copy.jacobian(row) for row in z]]:
+        for (output, derivatives), (expected_output, expected_derivatives) in zip(result, expected):
+            np.testing.assert_array_equal(output, expected_output)
+            np.testing.assert_array_equal(derivatives, expected_derivatives)
+    with pytest.raises(ValueError, match=r"expected one latent vector of shape \(4,\); got \(1, 4\)"):
+        fast.jacobian(z[:1])
+
+
+@pytest.mark.parametrize("band_index", [0, 2])
+def test_unit_flux_stamp_jacobian_by_numpy_and_tensorflow(multiband_model_path, monkeypatch, band_index):
+    model = load_galaxy_model(multiband_model_path)
+    assert model._decode_numpy is not None
+    z = np.array([0.3, -0.5, 0.1, 0.8])
+    stamp, derivatives = jacobian.unit_flux_stamp_jacobian(model, z, band_index)
+    monkeypatch.setattr(NumpyDecoder, "jacobian", None)  # any use of the numpy path now fails
+    with pytest.raises(TypeError):
+        jacobian.unit_flux_stamp_jacobian(model, z, band_index)
+    monkeypatch.setattr(model, "_decode_numpy", None)
+    expected_stamp, expected = jacobian.unit_flux_stamp_jacobian(model, z, band_index)
+    assert stamp.shape == (16, 16) and derivatives.shape == (16, 16, 4)
+    assert stamp.dtype == derivatives.dtype == np.float64
+    assert derivatives[..., 1].flags.c_contiguous
+    assert np.isclose(stamp.sum(), 1.0) and np.allclose(derivatives.sum(axis=(0, 1)), 0.0, atol=1e-12)
+    np.testing.assert_allclose(stamp, expected_stamp, rtol=1e-5, atol=1e-6 * expected_stamp.max())
+    np.testing.assert_allclose(derivatives, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
