@@ -16,6 +16,7 @@ residuals, which include the re-solved amplitudes.
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from lenstronomy_vae.profile import VAEProfile
 
@@ -236,6 +237,12 @@ def run_lm(fitting_sequence, max_iterations=50, tolerance=1e-6, damping=1e-3):
         ``chi2`` (= −2 logL), ``chi2_history``, ``iterations``, ``evaluations``, ``converged``,
         ``seconds`` and ``param_names``.
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        # Products here are small: a second BLAS thread only spins, and stalls when the core is busy.
+        return _run_lm(fitting_sequence, max_iterations, tolerance, damping)
+
+
+def _run_lm(fitting_sequence, max_iterations, tolerance, damping):
     start = time.perf_counter()
     residuals = ImageResiduals(fitting_sequence)
     param = residuals.param
