@@ -135,7 +135,8 @@ def check_data(kwargs_data):
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
             f"image_data has {int(bad.sum())} NaN or infinite pixel(s) (first at row, column {first}); "
-            "mask them by giving them a huge noise_map value, or replace them"
+            "replace them by any finite value and mask those pixels (image_likelihood_mask_list, or an "
+            "infinite noise_map value)"
         )
     noise_map = kwargs_data.get("noise_map")
     if noise_map is not None:
