@@ -6,9 +6,11 @@ and a galaxy of AB magnitude ``m`` in band ``b`` has a total flux of
 """
 
 import dataclasses
+import math
 
 import galsim
 import numpy as np
+import surveycodex
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,21 @@ class AiryPSF:
 
 
 @dataclasses.dataclass(frozen=True)
+class KolmogorovPSF:
+    """A ground-based seeing-limited PSF: a Kolmogorov turbulence profile.
+
+    Attributes:
+        fwhm: full width at half maximum [arcsec] (atmosphere and optics together).
+    """
+
+    fwhm: float
+
+    def build(self):
+        """The PSF as a unit-flux ``galsim.GSObject`` in arcsec (no pixel response)."""
+        return galsim.Kolmogorov(fwhm=self.fwhm)
+
+
+@dataclasses.dataclass(frozen=True)
 class Survey:
     """Everything a simulation or a fit needs to know about one imaging survey.
 
@@ -51,6 +68,10 @@ class Survey:
         noise_sigma: Gaussian noise standard deviation of one pixel in each band [image units].
         zero_points: AB magnitude of a source whose total flux is one image unit, per band.
         flux_unit: what one image unit is, e.g. ``"e-/s"``.
+        sky_levels: mean sky background of one pixel in each band [image units], or None for
+            a space survey whose noise is Gaussian of ``noise_sigma``. With a sky, images are
+            sky-subtracted and their noise is Poisson of (source + sky); ``noise_sigma`` is
+            then the sky-only ``sqrt(sky_levels)``.
     """
 
     name: str
@@ -61,10 +82,13 @@ class Survey:
     noise_sigma: tuple
     zero_points: tuple
     flux_unit: str
+    sky_levels: tuple = None
 
     def __post_init__(self):
-        for field in ("psf_models", "noise_sigma", "zero_points"):
+        for field in ("psf_models", "noise_sigma", "zero_points", "sky_levels"):
             values = getattr(self, field)
+            if values is None:
+                continue
             if len(values) != len(self.bands):
                 raise ValueError(
                     f"survey {self.name!r}: {field} has {len(values)} entries but there are "
@@ -123,7 +147,45 @@ HST_ACS_F814W = Survey(
     flux_unit="e-/s",
 )
 
-SURVEYS = {survey.name: survey for survey in (HST_ACS_F814W,)}
+
+
+def _lsst_from_surveycodex(stamp_size=45):
+    """LSST u g r i z y at 10-year depth, every number taken from ``surveycodex``.
+
+    Image units are electrons collected over the full 10-year exposure of each band, so the
+    pixel values are Poisson counts (gain 1 e-/ADU) and no exposure time is needed elsewhere.
+    surveycodex's zero point is the AB magnitude giving 1 e-/s; adding 2.5 log10(exposure)
+    makes it the magnitude giving 1 e- over the survey. The sky per pixel is the sky
+    brightness [mag / arcsec²] over one pixel's area, in the same electrons.
+    """
+    codex = surveycodex.get_survey("LSST")
+    pixel_scale = float(codex.pixel_scale.to_value("arcsec"))
+    bands = tuple(codex.available_filters)
+    filters = [codex.get_filter(band) for band in bands]
+    zero_points = tuple(
+        float(f.zeropoint.value) + 2.5 * math.log10(f.full_exposure_time.to_value("s")) for f in filters
+    )
+    sky_levels = tuple(
+        10 ** (-0.4 * (float(f.sky_brightness.value) - zero_point)) * pixel_scale**2
+        for f, zero_point in zip(filters, zero_points)
+    )
+    return Survey(
+        name="lsst",
+        pixel_scale=pixel_scale,
+        stamp_size=stamp_size,
+        bands=bands,
+        psf_models=tuple(KolmogorovPSF(fwhm=float(f.psf_fwhm.to_value("arcsec"))) for f in filters),
+        noise_sigma=tuple(math.sqrt(sky) for sky in sky_levels),
+        zero_points=zero_points,
+        flux_unit="e- (full 10-year exposure)",
+        sky_levels=sky_levels,
+    )
+
+
+# LSST 10-year depth in 45 × 45 stamps of 0.2″ (9″ on a side), as in BlendingToolKit.
+LSST = _lsst_from_surveycodex()
+
+SURVEYS = {survey.name: survey for survey in (HST_ACS_F814W, LSST)}
 
 
 def get_survey(name):

@@ -179,7 +179,7 @@ def test_bad_galaxy_count_is_rejected(n):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"survey": "euclid"}, r"unknown survey 'euclid'; known surveys: \['hst_acs_f814w'\]"),
+        ({"survey": "euclid"}, r"unknown survey 'euclid'; known surveys: \['hst_acs_f814w', 'lsst'\]"),
         ({"source": "real"}, r"unknown source 'real'; choose one of \('auto', 'cosmos', 'parametric'\)"),
         ({"mag_range": (25.0, 20.0)}, "mag_range must be"),
         ({"hlr_range": (-0.1, 0.5)}, "hlr_range must be"),

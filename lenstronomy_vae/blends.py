@@ -1,0 +1,345 @@
+"""Multi-band blended scenes: a centred target galaxy and up to three neighbours, with their truth.
+
+Each scene holds 1–4 bulge + disk galaxies with template-SED colours
+(:func:`lenstronomy_vae.simulate.draw_colour_galaxy`), drawn through the survey PSF of each
+band. Noise is Poisson of (source + sky), sky-subtracted, so the images are in the survey's
+image units (for :data:`lenstronomy_vae.surveys.LSST`, electrons of the full 10-year exposure).
+A deblender learns to map ``blend`` to ``target``; a weak-lensing regressor learns the
+target's shape (``g1``, ``g2``) or the applied ``shear``.
+
+Example::
+
+    scenes = simulate_blends(1000, BlendSimConfig(), seed=1)
+    scenes.save_hdf5("data/lsst_blends.h5")
+"""
+
+import dataclasses
+import json
+import math
+
+import galsim
+import h5py
+import numpy as np
+
+from lenstronomy_vae.io import atomic_path
+from lenstronomy_vae.simulate import _EXACT_HALF_WIDTH, _checked_range, _render, draw_colour_galaxy
+from lenstronomy_vae.surveys import SURVEYS, get_survey
+
+FILE_FORMAT = "lenstronomy_vae.BlendSet/1"
+_ARRAYS = ("blend", "isolated", "target_intrinsic", "target_noisy", "n_objects", "truth")
+
+
+def truth_dtype(n_bands):
+    """Structured dtype of one truth row (one galaxy of one scene) for ``n_bands`` bands."""
+    return np.dtype([
+        ("scene", np.int64),          # scene index
+        ("object", np.int64),         # index in the scene; 0 is the target
+        ("dx", np.float64),           # centre minus stamp centre along x (columns) [pixels]
+        ("dy", np.float64),           # same along y (rows) [pixels]
+        ("flux", np.float64, (n_bands,)),  # total flux per band [image units], also beyond the stamp
+        ("redshift", np.float64),
+        ("bulge_fraction", np.float64),  # bulge share of the reference-band flux
+        ("g1", np.float64),           # input shape (1 - q)/(1 + q) · cos 2φ of the dominant component,
+        ("g2", np.float64),           # · sin 2φ, with the applied shear added (GalSim's shear addition)
+        ("hsm_g1", np.float64),       # adaptive-moment shape of the noiseless PSF-convolved isolated
+        ("hsm_g2", np.float64),       # image in measure_band (reduced-shear convention); NaN if it failed
+        ("regauss_g1", np.float64),   # the same shape corrected for the PSF by re-Gaussianization
+        ("regauss_g2", np.float64),   # (GalSim hsm.EstimateShear), as a reduced shear; NaN if it failed
+        ("snr", np.float64),          # sqrt(Σ I² / (I + sky)) of the isolated noiseless image, measure_band
+        ("blendedness", np.float64),  # 1 - Σ I² / Σ I · blend over noiseless images, measure_band
+    ])
+
+
+@dataclasses.dataclass
+class BlendSimConfig:
+    """What scenes to simulate.
+
+    Attributes:
+        survey: key of :data:`lenstronomy_vae.surveys.SURVEYS`; needs LSST band names.
+        mag_range: AB magnitudes (min, max) of each galaxy in ``reference_band``.
+        hlr_range: disk half-light radius (min, max) [arcsec].
+        min_flux_in_stamp: least fraction of the target's flux inside the stamp (see
+            :class:`lenstronomy_vae.simulate.GalaxySimConfig`).
+        max_offset: largest shift of the target from the stamp centre along each axis [pixels].
+        n_objects_range: (min, max) galaxies per scene, target included, drawn uniformly.
+        neighbour_max_offset: largest shift of a neighbour from the stamp centre along each axis
+            [pixels], before the shear.
+        reference_band: band in which ``mag_range`` applies.
+        measure_band: band of the shapes, S/N and blendedness in the truth.
+        shear: reduced shear (g1, g2) applied to every galaxy and to the neighbours' positions.
+        round_galaxies: give every galaxy axis ratio 1, so measured shapes are the shear's.
+    """
+
+    survey: str = "lsst"
+    mag_range: tuple = (20.0, 25.3)
+    hlr_range: tuple = (0.05, 1.5)
+    min_flux_in_stamp: float = 0.9
+    max_offset: float = 0.5
+    n_objects_range: tuple = (1, 4)
+    neighbour_max_offset: float = 15.0
+    reference_band: str = "i"
+    measure_band: str = "i"
+    shear: tuple = (0.0, 0.0)
+    round_galaxies: bool = False
+
+    def __post_init__(self):
+        if self.survey not in SURVEYS:
+            raise ValueError(f"unknown survey {self.survey!r}; known surveys: {sorted(SURVEYS)}")
+        survey = get_survey(self.survey)
+        if survey.sky_levels is None:
+            raise ValueError(f"survey {self.survey!r} has no sky_levels; blends need a ground survey "
+                             f"with Poisson sky noise, e.g. 'lsst'")
+        for name in ("reference_band", "measure_band"):
+            survey.band_index(getattr(self, name))
+        self.mag_range = _checked_range("mag_range", self.mag_range)
+        self.hlr_range = _checked_range("hlr_range", self.hlr_range, low=0.0)
+        low, high = _checked_range("n_objects_range", self.n_objects_range, low=1)
+        if low != int(low) or high != int(high):
+            raise ValueError(f"n_objects_range must be two integers, got {self.n_objects_range!r}")
+        self.n_objects_range = (int(low), int(high))
+        if not 0.0 <= self.min_flux_in_stamp <= 1.0:
+            raise ValueError(f"min_flux_in_stamp must lie in [0, 1], got {self.min_flux_in_stamp}")
+        try:
+            g1, g2 = (float(g) for g in self.shear)
+        except (TypeError, ValueError):
+            raise ValueError(f"shear must be two numbers (g1, g2), got {self.shear!r}") from None
+        if math.hypot(g1, g2) >= 1:
+            raise ValueError(f"shear {self.shear} has |g| >= 1; a reduced shear needs |g| < 1")
+        self.shear = (g1, g2)
+        # _render integrates the 7 × 7 pixels around each centre exactly: they must lie in the stamp.
+        largest = survey.stamp_size / 2 - _EXACT_HALF_WIDTH - 1
+        if not 0.0 <= self.max_offset <= largest:
+            raise ValueError(f"max_offset must lie in [0, {largest}] pixels for {survey.stamp_size}-pixel "
+                             f"stamps, got {self.max_offset}")
+        # Largest factor the shear matrix stretches a coordinate by (its max-row-sum norm).
+        stretch = (1 + abs(g1) + abs(g2)) / math.sqrt(1 - g1 * g1 - g2 * g2)
+        if not 0.0 <= self.neighbour_max_offset * stretch <= largest:
+            raise ValueError(
+                f"neighbour_max_offset {self.neighbour_max_offset} pixels puts a sheared neighbour beyond "
+                f"{largest} pixels of the centre of {survey.stamp_size}-pixel stamps; keep it in "
+                f"[0, {largest / stretch:.2f}]"
+            )
+
+    def to_dict(self):
+        """A JSON-ready dict (tuples become lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data):
+        """Inverse of :meth:`to_dict`."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown BlendSimConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items()})
+
+
+def _rng(seed, scene, stream):
+    """Independent generators per scene for galaxies (0), blend noise (1) and target noise (2),
+    so the galaxies of a seed do not depend on how their noise is drawn."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(scene, stream)))
+
+
+def _poisson_noisy(image, sky, rng):
+    """Sky-subtracted Poisson realisation of ``image`` (H, W, bands) over ``sky`` (bands,)."""
+    # FFT ringing leaves ~1e-12 negative pixels, which are not valid Poisson means.
+    mean = np.clip(image, 0.0, None) + sky
+    return (rng.poisson(mean) - sky).astype(np.float32)
+
+
+def _as_reduced_shear(distortion_1, distortion_2):
+    """Reduced shear g of a distortion e = (a² - b²)/(a² + b²): g = e / (1 + sqrt(1 - |e|²))."""
+    e = math.hypot(distortion_1, distortion_2)
+    if e >= 1:
+        return math.nan, math.nan
+    factor = 1 / (1 + math.sqrt(1 - e * e))
+    return distortion_1 * factor, distortion_2 * factor
+
+
+def _measured_shapes(image, psf_image, pixel_scale, centre):
+    """(hsm_g1, hsm_g2, regauss_g1, regauss_g2) of a noiseless isolated image; NaN where HSM fails."""
+    galaxy = galsim.Image(np.ascontiguousarray(image, dtype=np.float64), scale=pixel_scale)
+    guess = galaxy.true_center + galsim.PositionD(*centre)
+    moments = galsim.hsm.FindAdaptiveMom(galaxy, guess_centroid=guess, strict=False)
+    raw = (moments.observed_shape.g1, moments.observed_shape.g2) if not moments.error_message else (math.nan,) * 2
+    corrected = galsim.hsm.EstimateShear(galaxy, psf_image, shear_est="REGAUSS", guess_centroid=guess, strict=False)
+    if corrected.error_message:
+        return (*raw, math.nan, math.nan)
+    return (*raw, *_as_reduced_shear(corrected.corrected_e1, corrected.corrected_e2))
+
+
+def _psf_image(survey, band):
+    """The PSF with its pixel response on the stamp grid, as HSM's PSF-correction needs."""
+    size = survey.stamp_size
+    return survey.psf(band).drawImage(nx=size, ny=size, scale=survey.pixel_scale)
+
+
+def _simulate_scene(i, config, seed, psf_image):
+    """Scene i: noisy blend, per-object noiseless images, target intrinsic and noisy images, truth rows."""
+    survey = get_survey(config.survey)
+    bands = survey.bands
+    sky = np.asarray(survey.sky_levels)
+    measure = survey.band_index(config.measure_band)
+    rng = _rng(seed, i, 0)
+    n_objects = int(rng.integers(config.n_objects_range[0], config.n_objects_range[1] + 1))
+    applied = galsim.Shear(g1=config.shear[0], g2=config.shear[1])
+    size = survey.stamp_size
+
+    isolated = np.zeros((n_objects, size, size, len(bands)))
+    target_intrinsic = np.zeros((size, size, len(bands)))
+    rows = []
+    for k in range(n_objects):
+        galaxy = draw_colour_galaxy(rng, config, config.reference_band, round_shape=config.round_galaxies)
+        angle = rng.uniform(0, 2 * math.pi)
+        limit = config.max_offset if k == 0 else config.neighbour_max_offset
+        # Lensing shears positions as well as shapes: the neighbours' offsets go through the shear matrix.
+        offset = tuple(applied.getMatrix() @ rng.uniform(-limit, limit, size=2))
+        for b, band in enumerate(bands):
+            profile = galaxy.profile(b).rotate(angle * galsim.radians).shear(applied)
+            intrinsic, isolated[k, :, :, b] = _render(profile, None, survey, band, offset)
+            if k == 0:
+                target_intrinsic[:, :, b] = intrinsic
+        q, beta = galaxy.shape
+        g = (1 - q) / (1 + q)
+        shape = galsim.Shear(g=g, beta=(beta + angle) * galsim.radians) + applied
+        image = isolated[k, :, :, measure]
+        snr = math.sqrt(np.sum(image**2 / (np.clip(image, 0, None) + sky[measure])))
+        rows.append([i, k, *offset, galaxy.fluxes, galaxy.redshift, galaxy.bulge_fraction, shape.g1, shape.g2,
+                     *_measured_shapes(image, psf_image, survey.pixel_scale, offset), snr])
+
+    blend_noiseless = isolated.sum(axis=0)
+    for k, row in enumerate(rows):
+        image = isolated[k, :, :, measure]
+        # An object alone in its scene has Σ I·blend = Σ I²: blendedness exactly 0.
+        overlap = np.sum(image * blend_noiseless[:, :, measure])
+        row.append(1.0 - np.sum(image**2) / overlap if overlap > 0 else 0.0)
+    blend = _poisson_noisy(blend_noiseless, sky, _rng(seed, i, 1))
+    target_noisy = _poisson_noisy(isolated[0], sky, _rng(seed, i, 2))
+    return blend, isolated, target_intrinsic, target_noisy, [tuple(row) for row in rows]
+
+
+def simulate_blends(n, config=None, seed=0):
+    """Simulate ``n`` blended scenes with their isolated targets and truth.
+
+    Scene ``i`` draws its galaxies and each of its noise fields from generators seeded by
+    ``(seed, i)``, so a seed always gives the same scenes.
+
+    Args:
+        n: number of scenes.
+        config: :class:`BlendSimConfig`; default ``BlendSimConfig()``.
+        seed: non-negative integer.
+
+    Returns:
+        :class:`BlendSet`.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    config = config or BlendSimConfig()
+    survey = get_survey(config.survey)
+    size, n_bands, max_objects = survey.stamp_size, len(survey.bands), config.n_objects_range[1]
+    psf_image = _psf_image(survey, config.measure_band)
+
+    blend = np.empty((n, size, size, n_bands), dtype=np.float32)
+    isolated = np.zeros((n, max_objects, size, size, n_bands), dtype=np.float32)
+    target_intrinsic = np.empty_like(blend)
+    target_noisy = np.empty_like(blend)
+    n_objects = np.empty(n, dtype=np.int64)
+    rows = []
+    for i in range(n):
+        blend[i], scene_isolated, target_intrinsic[i], target_noisy[i], scene_rows = _simulate_scene(
+            i, config, int(seed), psf_image)
+        n_objects[i] = len(scene_rows)
+        isolated[i, :len(scene_rows)] = scene_isolated
+        rows.extend(scene_rows)
+    truth = np.array(rows, dtype=truth_dtype(n_bands))
+    return BlendSet(blend, isolated, target_intrinsic, target_noisy, n_objects, truth, config, int(seed))
+
+
+@dataclasses.dataclass
+class BlendSet:
+    """Simulated scenes, their isolated galaxies and truth.
+
+    Images are float32 (n, H, W, bands) arrays in the survey's image units, sky-subtracted.
+
+    Attributes:
+        blend: the noisy scene: Poisson noise of (all galaxies + sky), minus the sky.
+        isolated: (n, max_objects, H, W, bands) noiseless PSF-convolved image of each galaxy
+            alone, object 0 the target; zeros beyond ``n_objects``.
+        target_intrinsic: the target without PSF, integrated over pixels (a VAE decoder's target).
+        target_noisy: the target alone with its own Poisson noise (independent of ``blend``'s).
+        n_objects: (n,) galaxies in each scene.
+        truth: one row per galaxy of :func:`truth_dtype`, scene by scene, target first.
+        config: the :class:`BlendSimConfig` that generated the set (its ``shear`` is the applied shear).
+        seed: the seed given to :func:`simulate_blends`.
+    """
+
+    blend: np.ndarray
+    isolated: np.ndarray
+    target_intrinsic: np.ndarray
+    target_noisy: np.ndarray
+    n_objects: np.ndarray
+    truth: np.ndarray
+    config: BlendSimConfig
+    seed: int
+
+    def __post_init__(self):
+        n, shape = len(self.n_objects), self.blend.shape
+        for name in ("target_intrinsic", "target_noisy"):
+            if getattr(self, name).shape != shape or shape[0] != n:
+                raise ValueError(f"{name} has shape {getattr(self, name).shape}; expected blend's {shape} "
+                                 f"with n={n} scenes")
+        if self.isolated.shape[:1] + self.isolated.shape[2:] != shape:
+            raise ValueError(f"isolated has shape {self.isolated.shape}; expected (n, max_objects) + {shape[1:]}")
+        if len(self.truth) != int(np.sum(self.n_objects)):
+            raise ValueError(f"truth has {len(self.truth)} rows but n_objects adds up to {int(np.sum(self.n_objects))}")
+
+    def __len__(self):
+        return len(self.n_objects)
+
+    @property
+    def survey(self):
+        """The :class:`lenstronomy_vae.surveys.Survey` the scenes were simulated for."""
+        return get_survey(self.config.survey)
+
+    @property
+    def bands(self):
+        return self.survey.bands
+
+    @property
+    def target(self):
+        """Noiseless PSF-convolved isolated target, (n, H, W, bands): the deblender's target."""
+        return self.isolated[:, 0]
+
+    @property
+    def blend_noiseless(self):
+        """Noiseless scene, (n, H, W, bands): the sum of the isolated galaxies."""
+        return self.isolated.sum(axis=1)
+
+    @property
+    def target_truth(self):
+        """The truth rows of the targets, one per scene."""
+        return self.truth[self.truth["object"] == 0]
+
+    def save_hdf5(self, path):
+        """Write the set to ``path`` atomically (a crash leaves any previous file intact)."""
+        with atomic_path(path) as temporary:
+            with h5py.File(temporary, "w") as f:
+                f.attrs["format"] = FILE_FORMAT
+                f.attrs["config"] = json.dumps(self.config.to_dict())
+                f.attrs["seed"] = self.seed
+                for name in _ARRAYS:
+                    f.create_dataset(name, data=getattr(self, name))
+
+    @classmethod
+    def load_hdf5(cls, path):
+        """Read a set written by :meth:`save_hdf5`."""
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FILE_FORMAT:
+                raise ValueError(f"{path} is not a BlendSet file (format attribute {f.attrs.get('format')!r}, "
+                                 f"expected {FILE_FORMAT!r}); write it with BlendSet.save_hdf5")
+            config = BlendSimConfig.from_dict(json.loads(f.attrs["config"]))
+            arrays = {name: f[name][()] for name in _ARRAYS}
+            return cls(**arrays, config=config, seed=int(f.attrs["seed"]))
