@@ -125,7 +125,7 @@ class Survey:
 # HST/ACS F814W as in the COSMOS mosaics, in the units of GalSim's COSMOS catalogs (counts per
 # second, i.e. makeGalaxy's default HST area and 1 s exposure), so simulated and real COSMOS
 # stamps can be compared and fitted without conversion. Calibrated on the 50 real galaxies of
-# ../shared/data/cosmos (cosmos_f814w_validation_*.fits):
+# the COSMOS validation sample (cosmos_f814w_validation_*.fits, developers' shared data):
 # - zero point: MAG + 2.5 log10(stamp_flux) = 25.937 for every galaxy (the ACS F814W AB zero point).
 # - PSF: least-squares fits of this model to the catalog's PSF images give jitter FWHM
 #   0.086–0.092″ (median 0.087″). That matches their peak pixel (4.4 % of the flux) and the
