@@ -12,6 +12,8 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from lenstronomy_vae.normalization import CLIP
+
 
 @functools.lru_cache(maxsize=8)
 def _jvp_graph(decoder, latent_dim):
@@ -71,8 +73,10 @@ def unit_flux_stamp_jacobian(galaxy_model, z, band_index=0):
     normalization = galaxy_model.vae.normalization
     flux = normalization.inverse(y[..., None])[..., 0]
     positive = flux > 0
-    # d/dy [sinh(arctanh y)] = (1 - y²)^(-3/2); zero where the flux is clipped at 0.
-    slope = np.where(positive, (1.0 - np.minimum(y**2, 1.0 - 1e-12)) ** -1.5, 0.0) / (
+    # d/dy [sinh(arctanh y)] = (1 - y²)^(-3/2); zero where the flux is clipped, at 0 or where the
+    # inverse normalisation saturates (|y| ≥ CLIP: there a change of y changes nothing).
+    responsive = positive & (np.abs(y) < CLIP)
+    slope = np.where(responsive, (1.0 - np.minimum(y**2, CLIP**2)) ** -1.5, 0.0) / (
         normalization.beta / normalization.band_max[band_index]
     )
     flux = np.where(positive, flux, 0.0)

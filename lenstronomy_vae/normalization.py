@@ -11,7 +11,7 @@ import numpy as np
 DEFAULT_BETA = 2.5
 
 # arctanh diverges at ±1; float32 resolves 1 - 1e-6, which maps back to about 7.25 m_b / beta.
-_CLIP = 1.0 - 1e-6
+CLIP = 1.0 - 1e-6
 
 
 def _backend(array):
@@ -78,7 +78,7 @@ class ArcsinhTanhNormalization(keras.layers.Layer):
     def inverse(self, normalized):
         """Image units from normalised values (..., bands); values are clipped inside (-1, 1)."""
         xp = _backend(normalized)
-        clipped = xp.clip(normalized, -_CLIP, _CLIP)
+        clipped = xp.clip(normalized, -CLIP, CLIP)
         return xp.sinh(xp.arctanh(clipped)) / self._scale(xp)
 
     def inverse_variance(self, images, noise_sigma):

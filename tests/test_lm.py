@@ -150,3 +150,19 @@ def test_fit_sequence_with_a_vae_refuses_nan_pixels(galaxy_model_path):
 
 def test_galaxy_model_is_loaded_once(galaxy_model_path):
     assert VAEProfile(galaxy_model_path).galaxy_model is load_galaxy_model(galaxy_model_path)
+
+
+def test_stamp_jacobian_is_zero_where_the_normalisation_saturates(galaxy_model_path, monkeypatch):
+    from lenstronomy_vae import jacobian
+
+    model = load_galaxy_model(galaxy_model_path)
+    y = np.full((16, 16, 1), 0.5, dtype=np.float32)
+    y[3, 4] = 1.0  # a decoder output beyond the clip: the inverse normalisation is flat there
+    tangents = np.ones((4, 16, 16, 1), dtype=np.float32)
+    monkeypatch.setattr(jacobian, "decoder_jacobian", lambda galaxy_model, z: (y, tangents))
+    stamp, derivatives = jacobian.unit_flux_stamp_jacobian(model, np.zeros(4))
+    assert np.all(np.isfinite(derivatives)) and np.abs(derivatives).max() < 10
+    # The saturated pixel's decoder tangent must not matter at all.
+    tangents[:, 3, 4] = 0.0
+    _, without = jacobian.unit_flux_stamp_jacobian(model, np.zeros(4))
+    np.testing.assert_allclose(derivatives, without, rtol=1e-12, atol=1e-15)
