@@ -24,12 +24,15 @@ from lenstronomy_vae.simulate import GalaxySimConfig, simulate_galaxies
 from lenstronomy_vae.surveys import SURVEYS
 
 
-def write_simulated_galaxy(out_dir, seed=0):
-    """A simulated HST-like galaxy (image with WCS, PSF) as FITS; returns (image path, PSF path, σ, truth row)."""
+def write_simulated_galaxy(out_dir, seed=0, source="auto"):
+    """A simulated HST-like galaxy (image with WCS, PSF) as FITS; returns (image path, PSF path, σ, truth row).
+
+    ``source``: "cosmos" morphologies (needs fpfs), "parametric", or "auto" (cosmos when available).
+    """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     survey = SURVEYS["hst_acs_f814w"]
-    galaxies = simulate_galaxies(1, GalaxySimConfig(), seed=seed)
+    galaxies = simulate_galaxies(1, GalaxySimConfig(source=source), seed=seed)
     scale_deg = survey.pixel_scale / 3600
     header = fits.Header({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CDELT1": -scale_deg, "CDELT2": scale_deg,
                           "CRPIX1": 32.5, "CRPIX2": 32.5, "CRVAL1": 150.1, "CRVAL2": 2.2, "BUNIT": "electron/s"})
