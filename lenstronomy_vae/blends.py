@@ -21,7 +21,7 @@ import galsim
 import h5py
 import numpy as np
 
-from lenstronomy_vae.io import atomic_path
+from lenstronomy_vae.io import JSONConfig, atomic_path
 from lenstronomy_vae.simulate import _EXACT_HALF_WIDTH, _checked_range, _render, draw_colour_galaxy
 from lenstronomy_vae.surveys import SURVEYS, get_survey
 
@@ -51,7 +51,7 @@ def truth_dtype(n_bands):
 
 
 @dataclasses.dataclass
-class BlendSimConfig:
+class BlendSimConfig(JSONConfig):
     """What scenes to simulate.
 
     Attributes:
@@ -119,20 +119,6 @@ class BlendSimConfig:
                 f"{largest} pixels of the centre of {survey.stamp_size}-pixel stamps; keep it in "
                 f"[0, {largest / stretch:.2f}]"
             )
-
-    def to_dict(self):
-        """A JSON-ready dict (tuples become lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data):
-        """Inverse of :meth:`to_dict`."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown BlendSimConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items()})
 
 
 def _rng(seed, scene, stream):

@@ -1,6 +1,7 @@
-"""Output files that are never half-written: write to a temporary name, then rename."""
+"""Output files that are never half-written (temporary name, then rename), and JSON configurations."""
 
 import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -33,3 +34,21 @@ def write_json(path, data):
         with open(temporary, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
+
+
+class JSONConfig:
+    """Mixin for dataclass configurations stored as JSON beside the data they generated."""
+
+    def to_dict(self):
+        """A JSON-ready dict (tuples become lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data):
+        """Inverse of :meth:`to_dict`; unknown fields are an error naming them."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields: {sorted(known)}")
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items()})

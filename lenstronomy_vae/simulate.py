@@ -27,7 +27,7 @@ from scipy import fft
 from scipy.special import gammainc, gammaincinv
 from tqdm import tqdm
 
-from lenstronomy_vae.io import atomic_path
+from lenstronomy_vae.io import JSONConfig, atomic_path
 from lenstronomy_vae.surveys import SURVEYS, get_survey
 
 SOURCES = ("auto", "cosmos", "parametric")
@@ -72,7 +72,7 @@ _MAX_DISK_SERSIC_N = 2.5
 
 
 @dataclasses.dataclass
-class GalaxySimConfig:
+class GalaxySimConfig(JSONConfig):
     """What galaxies to simulate and how.
 
     Attributes:
@@ -132,20 +132,6 @@ class GalaxySimConfig:
                 f"max_offset must lie in [0, {largest}] pixels for {survey.stamp_size}-pixel stamps, "
                 f"got {self.max_offset}"
             )
-
-    def to_dict(self):
-        """A JSON-ready dict (tuples become lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data):
-        """Inverse of :meth:`to_dict`."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown GalaxySimConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items()})
 
 
 def _checked_range(name, value, low=None, high=None):
