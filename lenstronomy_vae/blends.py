@@ -14,14 +14,12 @@ Example::
 """
 
 import dataclasses
-import json
 import math
 
 import galsim
-import h5py
 import numpy as np
 
-from lenstronomy_vae.io import JSONConfig, atomic_path
+from lenstronomy_vae.io import JSONConfig, load_arrays_hdf5, save_arrays_hdf5
 from lenstronomy_vae.simulate import _EXACT_HALF_WIDTH, _checked_range, _render, draw_colour_galaxy
 from lenstronomy_vae.surveys import SURVEYS, get_survey
 
@@ -311,21 +309,10 @@ class BlendSet:
 
     def save_hdf5(self, path):
         """Write the set to ``path`` atomically (a crash leaves any previous file intact)."""
-        with atomic_path(path) as temporary:
-            with h5py.File(temporary, "w") as f:
-                f.attrs["format"] = FILE_FORMAT
-                f.attrs["config"] = json.dumps(self.config.to_dict())
-                f.attrs["seed"] = self.seed
-                for name in _ARRAYS:
-                    f.create_dataset(name, data=getattr(self, name))
+        save_arrays_hdf5(path, FILE_FORMAT, self.config, self.seed, {name: getattr(self, name) for name in _ARRAYS})
 
     @classmethod
     def load_hdf5(cls, path):
         """Read a set written by :meth:`save_hdf5`."""
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FILE_FORMAT:
-                raise ValueError(f"{path} is not a BlendSet file (format attribute {f.attrs.get('format')!r}, "
-                                 f"expected {FILE_FORMAT!r}); write it with BlendSet.save_hdf5")
-            config = BlendSimConfig.from_dict(json.loads(f.attrs["config"]))
-            arrays = {name: f[name][()] for name in _ARRAYS}
-            return cls(**arrays, config=config, seed=int(f.attrs["seed"]))
+        config, seed, arrays = load_arrays_hdf5(path, FILE_FORMAT, _ARRAYS, cls.__name__)
+        return cls(**arrays, config=BlendSimConfig.from_dict(config), seed=seed)

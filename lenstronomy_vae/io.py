@@ -52,3 +52,42 @@ class JSONConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields: {sorted(known)}")
         return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items()})
+
+
+def save_arrays_hdf5(path, file_format, config, seed, arrays):
+    """Write named arrays with their generating configuration to HDF5, atomically.
+
+    Args:
+        path: the HDF5 file.
+        file_format: string stored in the attribute ``format`` and checked on reading.
+        config: a :class:`JSONConfig`, stored as JSON in the attribute ``config``.
+        seed: the seed that generated the arrays.
+        arrays: name → array. Stored uncompressed: noisy float32 pixels shrink by only ~15 %
+            and writing takes 5× longer.
+    """
+    import h5py
+
+    with atomic_path(path) as temporary:
+        with h5py.File(temporary, "w") as f:
+            f.attrs["format"] = file_format
+            f.attrs["config"] = json.dumps(config.to_dict())
+            f.attrs["seed"] = seed
+            for name, array in arrays.items():
+                f.create_dataset(name, data=array)
+
+
+def load_arrays_hdf5(path, file_format, names, kind):
+    """Read what :func:`save_arrays_hdf5` wrote: (config dict, seed, {name: array}).
+
+    ``kind`` names the set class in the error message.
+
+    Raises:
+        ValueError: the file's ``format`` attribute is not ``file_format``.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") != file_format:
+            raise ValueError(f"{path} is not a {kind} file (format attribute {f.attrs.get('format')!r}, "
+                             f"expected {file_format!r}); write it with {kind}.save_hdf5")
+        return json.loads(f.attrs["config"]), int(f.attrs["seed"]), {name: f[name][()] for name in names}

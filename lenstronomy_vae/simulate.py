@@ -15,24 +15,23 @@ Example::
 import dataclasses
 import functools
 import importlib.util
-import json
 import math
 import multiprocessing
 import os
 
 import galsim
-import h5py
 import numpy as np
 from scipy import fft
 from scipy.special import gammainc, gammaincinv
 from tqdm import tqdm
 
-from lenstronomy_vae.io import JSONConfig, atomic_path
+from lenstronomy_vae.io import JSONConfig, load_arrays_hdf5, save_arrays_hdf5
 from lenstronomy_vae.surveys import SURVEYS, get_survey
 
 SOURCES = ("auto", "cosmos", "parametric")
 COSMOS_FILE = "src_cosmos.fits"
 FILE_FORMAT = "lenstronomy_vae.GalaxySet/1"
+_ARRAYS = ("intrinsic", "convolved", "observed", "noise_sigma", "truth")
 
 TRUTH_DTYPE = np.dtype([
     ("index", np.int64),       # row in the COSMOS parametric catalog; -1 for source="parametric"
@@ -739,26 +738,11 @@ class GalaxySet:
                          self.noise_sigma[rows], self.truth[rows], self.config, self.seed)
 
     def save_hdf5(self, path):
-        """Write the set to ``path`` atomically (a crash leaves any previous file intact).
-
-        The config is stored as JSON in the file attribute ``config``.
-        """
-        with atomic_path(path) as temporary:
-            with h5py.File(temporary, "w") as f:
-                f.attrs["format"] = FILE_FORMAT
-                f.attrs["config"] = json.dumps(self.config.to_dict())
-                f.attrs["seed"] = self.seed
-                # Uncompressed: noisy float32 pixels shrink by only ~15 % and writing takes 5× longer.
-                for name in ("intrinsic", "convolved", "observed", "noise_sigma", "truth"):
-                    f.create_dataset(name, data=getattr(self, name))
+        """Write the set to ``path`` atomically, with its config as JSON in the attribute ``config``."""
+        save_arrays_hdf5(path, FILE_FORMAT, self.config, self.seed, {name: getattr(self, name) for name in _ARRAYS})
 
     @classmethod
     def load_hdf5(cls, path):
         """Read a set written by :meth:`save_hdf5`."""
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FILE_FORMAT:
-                raise ValueError(f"{path} is not a GalaxySet file (format attribute {f.attrs.get('format')!r}, "
-                                 f"expected {FILE_FORMAT!r}); write it with GalaxySet.save_hdf5")
-            config = GalaxySimConfig.from_dict(json.loads(f.attrs["config"]))
-            arrays = {name: f[name][()] for name in ("intrinsic", "convolved", "observed", "noise_sigma", "truth")}
-            return cls(**arrays, config=config, seed=int(f.attrs["seed"]))
+        config, seed, arrays = load_arrays_hdf5(path, FILE_FORMAT, _ARRAYS, cls.__name__)
+        return cls(**arrays, config=GalaxySimConfig.from_dict(config), seed=seed)
