@@ -13,15 +13,21 @@ Example::
     scenes.save_hdf5("data/lsst_blends.h5")
 """
 
+import contextlib
 import dataclasses
+import functools
 import math
+import multiprocessing
 
 import galsim
 import numpy as np
+from tqdm import tqdm
 
 from lenstronomy_vae.io import JSONConfig, load_arrays_hdf5, save_arrays_hdf5
-from lenstronomy_vae.simulate import _EXACT_HALF_WIDTH, _checked_range, _render, draw_colour_galaxy
+from lenstronomy_vae.rendering import EXACT_HALF_WIDTH, render
+from lenstronomy_vae.simulate import draw_colour_galaxy
 from lenstronomy_vae.surveys import SURVEYS, get_survey
+from lenstronomy_vae.validation import check_count, check_seed, checked_range
 
 FILE_FORMAT = "lenstronomy_vae.BlendSet/1"
 _ARRAYS = ("blend", "isolated", "target_intrinsic", "target_noisy", "n_objects", "truth")
@@ -66,6 +72,10 @@ class BlendSimConfig(JSONConfig):
         measure_band: band of the shapes, S/N and blendedness in the truth.
         shear: reduced shear (g1, g2) applied to every galaxy and to the neighbours' positions.
         round_galaxies: give every galaxy axis ratio 1, so measured shapes are the shear's.
+        quarter_turn: turn every galaxy by a further 90° (π/2 rad) before the shear, which
+            negates its intrinsic (g1, g2). With the same seed, the sets with and without it
+            hold the same galaxies with opposite intrinsic shapes: their shape noise cancels
+            in a shear-bias measurement.
     """
 
     survey: str = "lsst"
@@ -79,6 +89,7 @@ class BlendSimConfig(JSONConfig):
     measure_band: str = "i"
     shear: tuple = (0.0, 0.0)
     round_galaxies: bool = False
+    quarter_turn: bool = False
 
     def __post_init__(self):
         if self.survey not in SURVEYS:
@@ -89,9 +100,9 @@ class BlendSimConfig(JSONConfig):
                              f"with Poisson sky noise, e.g. 'lsst'")
         for name in ("reference_band", "measure_band"):
             survey.band_index(getattr(self, name))
-        self.mag_range = _checked_range("mag_range", self.mag_range)
-        self.hlr_range = _checked_range("hlr_range", self.hlr_range, low=0.0)
-        low, high = _checked_range("n_objects_range", self.n_objects_range, low=1)
+        self.mag_range = checked_range("mag_range", self.mag_range)
+        self.hlr_range = checked_range("hlr_range", self.hlr_range, low=0.0)
+        low, high = checked_range("n_objects_range", self.n_objects_range, low=1)
         if low != int(low) or high != int(high):
             raise ValueError(f"n_objects_range must be two integers, got {self.n_objects_range!r}")
         self.n_objects_range = (int(low), int(high))
@@ -104,8 +115,8 @@ class BlendSimConfig(JSONConfig):
         if math.hypot(g1, g2) >= 1:
             raise ValueError(f"shear {self.shear} has |g| >= 1; a reduced shear needs |g| < 1")
         self.shear = (g1, g2)
-        # _render integrates the 7 × 7 pixels around each centre exactly: they must lie in the stamp.
-        largest = survey.stamp_size / 2 - _EXACT_HALF_WIDTH - 1
+        # render integrates the 7 × 7 pixels around each centre exactly: they must lie in the stamp.
+        largest = survey.stamp_size / 2 - EXACT_HALF_WIDTH - 1
         if not 0.0 <= self.max_offset <= largest:
             raise ValueError(f"max_offset must lie in [0, {largest}] pixels for {survey.stamp_size}-pixel "
                              f"stamps, got {self.max_offset}")
@@ -175,13 +186,13 @@ def _simulate_scene(i, config, seed, psf_image):
     rows = []
     for k in range(n_objects):
         galaxy = draw_colour_galaxy(rng, config, config.reference_band, round_shape=config.round_galaxies)
-        angle = rng.uniform(0, 2 * math.pi)
+        angle = rng.uniform(0, 2 * math.pi) + (math.pi / 2 if config.quarter_turn else 0.0)
         limit = config.max_offset if k == 0 else config.neighbour_max_offset
         # Lensing shears positions as well as shapes: the neighbours' offsets go through the shear matrix.
         offset = tuple(applied.getMatrix() @ rng.uniform(-limit, limit, size=2))
         for b, band in enumerate(bands):
             profile = galaxy.profile(b).rotate(angle * galsim.radians).shear(applied)
-            intrinsic, isolated[k, :, :, b] = _render(profile, None, survey, band, offset)
+            intrinsic, isolated[k, :, :, b] = render(profile, None, survey, band, offset)
             if k == 0:
                 target_intrinsic[:, :, b] = intrinsic
         q, beta = galaxy.shape
@@ -203,24 +214,32 @@ def _simulate_scene(i, config, seed, psf_image):
     return blend, isolated, target_intrinsic, target_noisy, [tuple(row) for row in rows]
 
 
-def simulate_blends(n, config=None, seed=0):
+def _simulate_scenes(bounds, config, seed, psf_image):
+    """Scenes start … stop-1, as (start, list of :func:`_simulate_scene` results)."""
+    start, stop = bounds
+    return start, [_simulate_scene(i, config, seed, psf_image) for i in range(start, stop)]
+
+
+def simulate_blends(n, config=None, seed=0, progress=False, processes=1):
     """Simulate ``n`` blended scenes with their isolated targets and truth.
 
     Scene ``i`` draws its galaxies and each of its noise fields from generators seeded by
-    ``(seed, i)``, so a seed always gives the same scenes.
+    ``(seed, i)``, so a seed always gives the same scenes, whatever ``processes``; and two
+    configs that differ only in ``shear`` or ``quarter_turn`` give the same galaxies.
 
     Args:
         n: number of scenes.
         config: :class:`BlendSimConfig`; default ``BlendSimConfig()``.
         seed: non-negative integer.
+        progress: show a tqdm progress bar.
+        processes: worker processes (forked); 1 runs in this process.
 
     Returns:
         :class:`BlendSet`.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_count("n", n)
+    check_seed(seed)
+    check_count("processes", processes)
     config = config or BlendSimConfig()
     survey = get_survey(config.survey)
     size, n_bands, max_objects = survey.stamp_size, len(survey.bands), config.n_objects_range[1]
@@ -231,14 +250,25 @@ def simulate_blends(n, config=None, seed=0):
     target_intrinsic = np.empty_like(blend)
     target_noisy = np.empty_like(blend)
     n_objects = np.empty(n, dtype=np.int64)
-    rows = []
-    for i in range(n):
-        blend[i], scene_isolated, target_intrinsic[i], target_noisy[i], scene_rows = _simulate_scene(
-            i, config, int(seed), psf_image)
-        n_objects[i] = len(scene_rows)
-        isolated[i, :len(scene_rows)] = scene_isolated
-        rows.extend(scene_rows)
-    truth = np.array(rows, dtype=truth_dtype(n_bands))
+    rows = [None] * n
+    chunk = max(1, min(32, n // (8 * processes)))
+    bounds = [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+    work = functools.partial(_simulate_scenes, config=config, seed=int(seed), psf_image=psf_image)
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=n, disable=not progress, unit="scene", desc="simulating"))
+        if processes == 1:
+            results = map(work, bounds)
+        else:
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(min(processes, len(bounds))))
+            results = pool.imap(work, bounds)
+        for start, scenes in results:
+            for i, (scene_blend, scene_isolated, intrinsic, noisy, scene_rows) in enumerate(scenes, start):
+                blend[i], target_intrinsic[i], target_noisy[i] = scene_blend, intrinsic, noisy
+                n_objects[i] = len(scene_rows)
+                isolated[i, :len(scene_rows)] = scene_isolated
+                rows[i] = scene_rows
+            bar.update(len(scenes))
+    truth = np.array([row for scene_rows in rows for row in scene_rows], dtype=truth_dtype(n_bands))
     return BlendSet(blend, isolated, target_intrinsic, target_noisy, n_objects, truth, config, int(seed))
 
 

@@ -21,12 +21,13 @@ import os
 
 import galsim
 import numpy as np
-from scipy import fft
 from scipy.special import gammainc, gammaincinv
 from tqdm import tqdm
 
 from lenstronomy_vae.io import JSONConfig, load_arrays_hdf5, save_arrays_hdf5
+from lenstronomy_vae.rendering import EXACT_HALF_WIDTH, render
 from lenstronomy_vae.surveys import SURVEYS, get_survey
+from lenstronomy_vae.validation import check_count, check_seed, checked_range
 
 SOURCES = ("auto", "cosmos", "parametric")
 COSMOS_FILE = "src_cosmos.fits"
@@ -46,12 +47,6 @@ TRUTH_DTYPE = np.dtype([
     ("dx", np.float64),        # galaxy centre minus stamp centre along x (columns) [pixels]
     ("dy", np.float64),        # same along y (rows) [pixels]
 ])
-
-# Stamp pixels are integrated by sampling a grid this many times finer per axis...
-_SUPERSAMPLING = 4
-# ...except the (2h + 1)² pixels around the centre, integrated exactly, because a compact
-# bulge's cusp is poorly sampled by any grid (errors of tens of per cent in the peak pixel).
-_EXACT_HALF_WIDTH = 3
 
 # Fallback morphology, fitted on COSMOS parametric galaxies passing the default cuts
 # (F814W 18–25, Sersic hlr 0.05–0.5″, ≥ 90 % of the flux in a 64 × 0.03″ stamp).
@@ -112,37 +107,25 @@ class GalaxySimConfig(JSONConfig):
             raise ValueError(f"unknown survey {self.survey!r}; known surveys: {sorted(SURVEYS)}")
         if self.source not in SOURCES:
             raise ValueError(f"unknown source {self.source!r}; choose one of {SOURCES}")
-        self.mag_range = _checked_range("mag_range", self.mag_range)
-        self.hlr_range = _checked_range("hlr_range", self.hlr_range, low=0.0)
-        self.knot_flux_fraction_range = _checked_range(
+        self.mag_range = checked_range("mag_range", self.mag_range)
+        self.hlr_range = checked_range("hlr_range", self.hlr_range, low=0.0)
+        self.knot_flux_fraction_range = checked_range(
             "knot_flux_fraction_range", self.knot_flux_fraction_range, low=0.0, high=1.0
         )
-        self.n_knots_range = tuple(int(v) for v in _checked_range("n_knots_range", self.n_knots_range, low=1))
-        self.knot_fwhm_range = _checked_range("knot_fwhm_range", self.knot_fwhm_range, low=0.0)
+        self.n_knots_range = tuple(int(v) for v in checked_range("n_knots_range", self.n_knots_range, low=1))
+        self.knot_fwhm_range = checked_range("knot_fwhm_range", self.knot_fwhm_range, low=0.0)
         if self.knot_fwhm_range[0] == 0:
             raise ValueError(f"knot_fwhm_range must be positive [arcsec], got {self.knot_fwhm_range}")
         for name in ("min_flux_in_stamp", "knot_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         survey = get_survey(self.survey)
-        largest = survey.stamp_size / 2 - _EXACT_HALF_WIDTH - 1
+        largest = survey.stamp_size / 2 - EXACT_HALF_WIDTH - 1
         if not 0.0 <= self.max_offset <= largest:
             raise ValueError(
                 f"max_offset must lie in [0, {largest}] pixels for {survey.stamp_size}-pixel stamps, "
                 f"got {self.max_offset}"
             )
-
-
-def _checked_range(name, value, low=None, high=None):
-    """``value`` as a (min, max) tuple of floats, checked against the allowed bounds."""
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be two numbers (min, max), got {value!r}") from None
-    if lo > hi or (low is not None and lo < low) or (high is not None and hi > high):
-        bounds = f" within [{low}, {high}]" if high is not None else (f" with min >= {low}" if low is not None else "")
-        raise ValueError(f"{name} must be (min, max) with min <= max{bounds}, got {value!r}")
-    return (lo, hi)
 
 
 def cosmos_catalog_dir():
@@ -470,66 +453,6 @@ def _knots(rng, disk, flux, config):
     return galsim.Add([knot.shift(x, y) for x, y in positions]).shear(q=q, beta=beta * galsim.radians)
 
 
-@functools.lru_cache(maxsize=8)
-def _psf_transform(survey_name, band, fft_shape):
-    """Real FFT of the survey PSF on the fine grid, truncated to one stamp width and normalised.
-
-    The kernel has an odd size so its centre is a pixel centre and convolving does not shift.
-    """
-    survey = get_survey(survey_name)
-    size = survey.stamp_size * _SUPERSAMPLING + 1
-    kernel = survey.psf(band).drawImage(
-        nx=size, ny=size, scale=survey.pixel_scale / _SUPERSAMPLING, method="no_pixel"
-    ).array
-    return fft.rfft2(kernel / kernel.sum(), fft_shape)
-
-
-def _bin(fine):
-    n = fine.shape[0] // _SUPERSAMPLING
-    return fine.reshape(n, _SUPERSAMPLING, n, _SUPERSAMPLING).sum(axis=(1, 3))
-
-
-def _render(profile, knots, survey, band, offset):
-    """Intrinsic and PSF-convolved stamps of a galaxy, both integrated over the stamp pixels.
-
-    Args:
-        profile: smooth part of the galaxy (GalSim object, arcsec, image units).
-        knots: knots profile, or None.
-        survey: :class:`Survey`.
-        band: band name.
-        offset: (dx, dy) of the galaxy centre from the stamp centre [stamp pixels].
-
-    Returns:
-        (intrinsic, convolved) float64 arrays of shape (stamp_size, stamp_size).
-    """
-    s, size = _SUPERSAMPLING, survey.stamp_size
-    fine = galsim.ImageD(size * s, size * s, scale=survey.pixel_scale / s)
-    profile.drawImage(image=fine, method="no_pixel", offset=(offset[0] * s, offset[1] * s))
-
-    exact = galsim.ImageD(size, size, scale=survey.pixel_scale)
-    centre = exact.true_center + galsim.PositionD(*offset)
-    h = _EXACT_HALF_WIDTH
-    ix, iy = int(round(centre.x)), int(round(centre.y))
-    bounds = galsim.BoundsI(ix - h, ix + h, iy - h, iy + h)
-    profile.drawImage(image=exact[bounds], method="real_space", center=centre)
-    rows = slice(bounds.ymin - exact.ymin, bounds.ymax - exact.ymin + 1)
-    cols = slice(bounds.xmin - exact.xmin, bounds.xmax - exact.xmin + 1)
-    # Rescale each central pixel's sub-pixels so they add up to the exact integral. Scaling,
-    # unlike adding the difference evenly, keeps a cusp's missing light at the centre, which
-    # keeps the PSF-convolved peak within ~1 % for the most compact bulges (adding evenly: 4 %).
-    ratio = exact.array[rows, cols] / _bin(fine.array)[rows, cols]
-    fine.array[rows.start * s:rows.stop * s, cols.start * s:cols.stop * s] *= np.kron(ratio, np.ones((s, s)))
-    if knots is not None:
-        knots.drawImage(image=fine, method="no_pixel", offset=(offset[0] * s, offset[1] * s), add_to_image=True)
-
-    n_fine = size * s
-    fft_shape = (fft.next_fast_len(2 * n_fine, real=True),) * 2
-    full = fft.irfft2(fft.rfft2(fine.array, fft_shape) * _psf_transform(survey.name, band, fft_shape), fft_shape)
-    centre_index = n_fine // 2
-    convolved = full[centre_index:centre_index + n_fine, centre_index:centre_index + n_fine]
-    return _bin(fine.array), _bin(convolved)
-
-
 @dataclasses.dataclass
 class _Context:
     """Everything a worker needs to simulate galaxy ``i``: config, seed, catalog order."""
@@ -567,7 +490,7 @@ def _simulate_one(i, context):
 
     band = survey.bands[0]
     sigma = survey.noise_sigma[0]
-    intrinsic, convolved = _render(profile, knots, survey, band, offset)
+    intrinsic, convolved = render(profile, knots, survey, band, offset)
     observed = convolved + rng.normal(0.0, sigma, convolved.shape)
 
     q, beta = morphology.shape
@@ -620,12 +543,9 @@ def simulate_galaxies(n, config=None, seed=0, progress=False, processes=1):
     Returns:
         :class:`GalaxySet` whose ``config.source`` is the source actually used.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) or processes < 1:
-        raise ValueError(f"processes must be a positive integer, got {processes!r}")
+    check_count("n", n)
+    check_seed(seed)
+    check_count("processes", processes)
     config = config or GalaxySimConfig()
     config = dataclasses.replace(config, source=resolve_source(config.source))
     survey = get_survey(config.survey)

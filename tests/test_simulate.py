@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from lenstronomy_vae import simulate
+from lenstronomy_vae import rendering, simulate
 from lenstronomy_vae.simulate import GalaxySet, GalaxySimConfig, simulate_galaxies
 from lenstronomy_vae.surveys import HST_ACS_F814W, SURVEYS
 
@@ -100,14 +100,14 @@ def test_render_matches_galsim_for_a_cuspy_bulge_plus_disk():
     galaxy = (galsim.DeVaucouleurs(half_light_radius=0.03, flux=3.0).shear(q=0.7, beta=0.3 * galsim.radians)
               + galsim.Exponential(half_light_radius=0.3, flux=7.0).shear(q=0.4, beta=1.0 * galsim.radians))
     offset = (0.3, -0.2)
-    intrinsic, convolved = simulate._render(galaxy, None, HST_ACS_F814W, "F814W", offset)
+    intrinsic, convolved = rendering.render(galaxy, None, HST_ACS_F814W, "F814W", offset)
     size, scale = HST_ACS_F814W.stamp_size, HST_ACS_F814W.pixel_scale
     exact = galaxy.drawImage(nx=size, ny=size, scale=scale, offset=offset, method="real_space").array
     np.testing.assert_allclose(intrinsic, exact, atol=2e-3 * exact.max())
     # The stamp-wide kernel is normalised to unit sum; GalSim's PSF keeps its far wings.
     psf = HST_ACS_F814W.psf()
-    fine = size * simulate._SUPERSAMPLING + 1
-    kernel_sum = psf.drawImage(nx=fine, ny=fine, scale=scale / simulate._SUPERSAMPLING, method="no_pixel").array.sum()
+    fine = size * rendering.SUPERSAMPLING + 1
+    kernel_sum = psf.drawImage(nx=fine, ny=fine, scale=scale / rendering.SUPERSAMPLING, method="no_pixel").array.sum()
     reference = galsim.Convolve(galaxy, psf).drawImage(nx=size, ny=size, scale=scale, offset=offset).array / kernel_sum
     np.testing.assert_allclose(convolved, reference, atol=3e-3 * reference.max())
 
