@@ -323,6 +323,43 @@ class BlendSet:
         return self.survey.bands
 
     @property
+    def pixel_scale(self):
+        """Stamp pixel size [arcsec]."""
+        return self.survey.pixel_scale
+
+    @property
+    def observed(self):
+        """The target alone with noise, (n, H, W, bands): what a VAE's encoder sees in training."""
+        return self.target_noisy
+
+    @property
+    def intrinsic(self):
+        """The target without PSF, (n, H, W, bands): what a VAE's decoder is scored against."""
+        return self.target_intrinsic
+
+    @property
+    def noise_sigma(self):
+        """(n, bands) sky-only noise standard deviation per pixel, sqrt(sky level) [image units].
+
+        Faint galaxies are sky-limited; a galaxy's own Poisson noise adds to it at its core.
+        """
+        return np.broadcast_to(np.sqrt(np.asarray(self.survey.sky_levels, dtype=np.float32)),
+                               (len(self), len(self.bands)))
+
+    def split(self, n_first):
+        """The first ``n_first`` scenes and the rest, as two sets (e.g. held-out and training)."""
+        check_count("n_first", n_first)
+        if n_first >= len(self):
+            raise ValueError(f"n_first must be below the set's {len(self)} scenes, got {n_first}")
+        first_rows = int(np.sum(self.n_objects[:n_first]))
+        return self._subset(slice(0, n_first), slice(0, first_rows)), self._subset(slice(n_first, None),
+                                                                                   slice(first_rows, None))
+
+    def _subset(self, scenes, rows):
+        return BlendSet(self.blend[scenes], self.isolated[scenes], self.target_intrinsic[scenes],
+                        self.target_noisy[scenes], self.n_objects[scenes], self.truth[rows], self.config, self.seed)
+
+    @property
     def target(self):
         """Noiseless PSF-convolved isolated target, (n, H, W, bands): the deblender's target."""
         return self.isolated[:, 0]

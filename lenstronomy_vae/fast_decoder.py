@@ -488,9 +488,10 @@ class NumpyDecoder:
             per output pixel, not the 9 of its zero-inserted form.
     """
 
-    def __init__(self, layers, latent_dim):
+    def __init__(self, layers, latent_dim, crop=((0, 0), (0, 0))):
         self.layers = list(layers)
         self.latent_dim = int(latent_dim)
+        self.crop = tuple(tuple(int(c) for c in pair) for pair in crop)
         shape, flops = (self.latent_dim,), 0
         for layer in self.layers:
             if layer.takes_image != (len(shape) == 3):
@@ -501,17 +502,20 @@ class NumpyDecoder:
             shape = layer.output_shape(shape)
         if len(shape) != 3:
             raise NotImplementedError(f"the decoder's output has shape {shape}, not (H, W, C)")
-        self.output_shape = shape
+        (top, bottom), (left, right) = self.crop
+        self._full_shape = shape
+        self._window = (slice(top, shape[0] - bottom), slice(left, shape[1] - right))
+        self.output_shape = (shape[0] - top - bottom, shape[1] - left - right, shape[2])
         self.flops = flops
         # Each layer writes its image with the border that the next layer's shifts read.
         self._halos = [following.halo_in for following in self.layers[1:]] + [(0, 0, 0, 0)]
         self._local = threading.local()
 
     def __getstate__(self):
-        return {"layers": self.layers, "latent_dim": self.latent_dim}
+        return {"layers": self.layers, "latent_dim": self.latent_dim, "crop": self.crop}
 
     def __setstate__(self, state):
-        self.__init__(state["layers"], state["latent_dim"])
+        self.__init__(state["layers"], state["latent_dim"], state["crop"])
 
     @classmethod
     def from_keras(cls, decoder):
@@ -519,8 +523,9 @@ class NumpyDecoder:
 
         Supported: InputLayer; Dense; Reshape to (H, W, C); Conv2DTranspose with a 3×3
         kernel, stride 2 and 'same' padding; Conv2D with stride 1 and 'same' padding (any
-        kernel size); activations ``linear`` and ``leaky_relu``; channels-last, no dilation,
-        no groups. The layers are read by class name and config, so no Keras import is needed.
+        kernel size); a Cropping2D as the last layer; activations ``linear`` and ``leaky_relu``;
+        channels-last, no dilation, no groups. The layers are read by class name and config, so no
+        Keras import is needed.
 
         Args:
             decoder: a Keras functional or Sequential model mapping (n, d) to (n, H, W, C).
@@ -528,7 +533,7 @@ class NumpyDecoder:
         Raises:
             NotImplementedError: naming the first layer, option or topology it cannot run.
         """
-        layers, latent_dim, previous = [], None, None
+        layers, latent_dim, previous, crop = [], None, None, ((0, 0), (0, 0))
         for layer in decoder.layers:
             kind = type(layer).__name__
             if previous is not None and layer.input is not previous.output:
@@ -542,6 +547,13 @@ class NumpyDecoder:
             if kind == "InputLayer":
                 continue
             config = layer.get_config()
+            if crop != ((0, 0), (0, 0)):
+                raise NotImplementedError(f"layer {layer.name!r} follows a Cropping2D: only a final crop is supported")
+            if kind == "Cropping2D":
+                if config.get("data_format", "channels_last") != "channels_last":
+                    raise NotImplementedError(f"Cropping2D {layer.name!r} is not channels-last")
+                crop = tuple(tuple(pair) for pair in config["cropping"])
+                continue
             if kind == "Dense":
                 layers.append(_Dense(*_weights(layer, config), _slope(layer, config)))
             elif kind == "Reshape":
@@ -559,11 +571,11 @@ class NumpyDecoder:
             else:
                 raise NotImplementedError(
                     f"layer {layer.name!r} of type {kind} is not supported by NumpyDecoder "
-                    "(supported: Dense, Reshape, Conv2DTranspose, Conv2D)"
+                    "(supported: Dense, Reshape, Conv2DTranspose, Conv2D, a final Cropping2D)"
                 )
         if len(decoder.inputs) != 1 or len(decoder.outputs) != 1 or previous.output is not decoder.outputs[0]:
             raise NotImplementedError("NumpyDecoder needs a single-input, single-output chain")
-        return cls(layers, latent_dim)
+        return cls(layers, latent_dim, crop)
 
     def __call__(self, z):
         """Decode latent vectors.
@@ -577,7 +589,7 @@ class NumpyDecoder:
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"expected latents of shape (n, {self.latent_dim}); got {z.shape}")
-        out = np.empty((z.shape[0], *self.output_shape), dtype=np.float32)
+        out = np.empty((z.shape[0], *self._full_shape), dtype=np.float32)
         # One plan per thread and chunk size in use: at most CHUNK of them, kept for reuse.
         plans = self._local.__dict__.setdefault("plans", {})
         for start in range(0, z.shape[0], CHUNK):
@@ -586,7 +598,7 @@ class NumpyDecoder:
             if plan is None:
                 plan = plans[len(chunk)] = _Plan(self.layers, self._halos, len(chunk), self.latent_dim)
             plan(chunk, out[start:start + CHUNK])
-        return out
+        return out[(slice(None), *self._window)]
 
     def jacobian(self, z):
         """Decode one latent vector and its Jacobian, by forward-mode differentiation.
@@ -613,10 +625,10 @@ class NumpyDecoder:
         if plan is None:
             plan = plans[JACOBIAN_CHUNK, MAX_PRODUCT] = _JacobianPlan(
                 self.layers, self._halos, self.latent_dim, JACOBIAN_CHUNK)
-        output = np.empty(self.output_shape, dtype=np.float32)
-        jacobian = np.empty((self.latent_dim, *self.output_shape), dtype=np.float32)
+        output = np.empty(self._full_shape, dtype=np.float32)
+        jacobian = np.empty((self.latent_dim, *self._full_shape), dtype=np.float32)
         plan(z[None], output[None], jacobian)
-        return output, jacobian
+        return output[self._window], jacobian[(slice(None), *self._window)]
 
 
 def _slope(layer, config):

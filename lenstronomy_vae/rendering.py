@@ -10,7 +10,7 @@ import functools
 
 import galsim
 import numpy as np
-from scipy import fft
+from scipy import fft, signal
 
 from lenstronomy_vae.surveys import get_survey
 
@@ -76,3 +76,39 @@ def render(profile, knots, survey, band, offset):
     centre_index = n_fine // 2
     convolved = full[centre_index:centre_index + n_fine, centre_index:centre_index + n_fine]
     return _bin(fine.array), _bin(convolved)
+
+
+def psf_kernel(survey, band, size=None):
+    """The survey PSF of ``band`` sampled at pixel centres (no pixel response), unit sum.
+
+    Convolving a pixel-integrated intrinsic stamp with it gives the PSF-convolved stamp that
+    :func:`render` draws, to the accuracy of sampling a well-sampled PSF.
+
+    Args:
+        survey: :class:`lenstronomy_vae.surveys.Survey`.
+        band: band name.
+        size: odd kernel side in pixels; default the largest odd size within one stamp.
+
+    Returns:
+        float64 array (size, size).
+    """
+    size = size or survey.stamp_size - 1 + survey.stamp_size % 2
+    if size % 2 == 0:
+        raise ValueError(f"PSF kernel size must be odd, got {size}")
+    kernel = survey.psf(band).drawImage(nx=size, ny=size, scale=survey.pixel_scale, method="no_pixel").array
+    return kernel / kernel.sum()
+
+
+def convolve_bands(images, kernels):
+    """Convolve each band of images (..., H, W, bands) with its kernel (bands, k, k); same size out.
+
+    Light convolved beyond the stamp is lost, as in lenstronomy's forward model of a stamp.
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if len(kernels) != images.shape[-1]:
+        raise ValueError(f"{len(kernels)} PSF kernels for images with {images.shape[-1]} bands")
+    out = np.empty_like(images)
+    for b, kernel in enumerate(kernels):
+        out[..., b] = signal.fftconvolve(images[..., b], kernel.reshape((1,) * (images.ndim - 3) + kernel.shape),
+                                         mode="same", axes=(-2, -1))
+    return out

@@ -28,8 +28,27 @@ CHECKPOINT_PATTERN = "epoch_{:04d}.keras"
 MODEL_ERROR = 0.02
 
 
+def load_stamp_set(path):
+    """A :class:`~lenstronomy_vae.simulate.GalaxySet` or :class:`~lenstronomy_vae.blends.BlendSet` from HDF5.
+
+    Both have ``observed``, ``intrinsic`` and ``noise_sigma`` (a BlendSet's are its isolated
+    targets'), ``bands``, ``pixel_scale`` and ``split``: what VAE training reads.
+    """
+    import h5py
+
+    from lenstronomy_vae import blends, simulate
+
+    with h5py.File(path, "r") as f:
+        file_format = f.attrs.get("format")
+    kinds = {simulate.FILE_FORMAT: simulate.GalaxySet, blends.FILE_FORMAT: blends.BlendSet}
+    if file_format not in kinds:
+        raise ValueError(f"{path} holds neither galaxies nor blends (format attribute {file_format!r}); "
+                         "write it with 'lenstronomy-vae simulate' or 'simulate-blends'")
+    return kinds[file_format].load_hdf5(path)
+
+
 def training_arrays(galaxies, normalization, model_error=MODEL_ERROR):
-    """Normalised (observed, target, χ² weight) float32 arrays (n, H, W, C) of a GalaxySet.
+    """Normalised (observed, target, χ² weight) float32 arrays (n, H, W, C) of a GalaxySet or BlendSet.
 
     The weight of a pixel is 1 / (σ_y² + model_error²), σ_y being the survey noise propagated into
     normalised units at the intrinsic (target) value.
@@ -111,6 +130,62 @@ def remove_stale_files(directory):
         path.unlink(missing_ok=True)
 
 
+def fit_resumable(build, arrays, n_train, epochs, checkpoint_dir, batch_size=64, seed=0, strategy=None,
+                  callbacks=(), verbose=2):
+    """Fit a Keras model with a checkpoint every epoch; resume from ``checkpoint_dir`` if one exists.
+
+    Args:
+        build: ``build(steps_per_epoch)`` → a new compiled model (called in the strategy's scope).
+        arrays: ``arrays(model)`` → (training arrays, validation arrays), tuples for
+            :func:`make_dataset`; called after building or loading, so it can use the model's
+            normalisation.
+        n_train: number of training samples (for the steps per epoch).
+        epochs: total number of epochs planned (a resumed run trains only the remainder).
+        checkpoint_dir: directory of the checkpoints and ``state.json``.
+        batch_size: global batch size (split across replicas).
+        seed: seed of the weights and the shuffling.
+        strategy: a tf.distribute strategy; default: MirroredStrategy when several GPUs exist.
+        callbacks: further Keras callbacks.
+        verbose: Keras verbosity.
+
+    Returns:
+        (model, state): the trained model and the checkpoint state (epochs done, loss history,
+        ``train_seconds_this_run``).
+    """
+    keras.utils.set_random_seed(seed)
+    strategy = strategy or default_strategy()
+    checkpoint_dir = pathlib.Path(checkpoint_dir)
+    remove_stale_files(checkpoint_dir)
+    state = read_state(checkpoint_dir)
+    epochs_done = state.get("epochs_done", 0)
+    with strategy.scope():
+        if epochs_done:
+            model = keras.saving.load_model(checkpoint_path(checkpoint_dir), safe_mode=True)
+        else:
+            model = build(int(np.ceil(n_train / batch_size)))
+    if epochs_done >= epochs:
+        return model, state
+    train_arrays, validation_arrays = arrays(model)
+    start = time.perf_counter()
+    model.fit(
+        make_dataset(train_arrays, batch_size, seed=seed + epochs_done),
+        validation_data=make_dataset(validation_arrays, batch_size, shuffle=False),
+        epochs=epochs,
+        initial_epoch=epochs_done,
+        callbacks=[*callbacks, EpochCheckpoint(checkpoint_dir)],
+        shuffle=False,  # the tf.data pipeline shuffles, with the seed
+        verbose=verbose,
+    )
+    state = read_state(checkpoint_dir)
+    state["train_seconds_this_run"] = time.perf_counter() - start
+    return model, state
+
+
+def cosine_adam(learning_rate, total_steps):
+    """Adam with a cosine decay of the learning rate to 1 % over ``total_steps``."""
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, total_steps, alpha=0.01))
+
+
 def train_vae(
     train_set,
     validation_set,
@@ -127,7 +202,8 @@ def train_vae(
     """Train (or resume training) a :class:`GalaxyVAE`.
 
     Args:
-        train_set, validation_set: :class:`lenstronomy_vae.simulate.GalaxySet` instances.
+        train_set, validation_set: :class:`lenstronomy_vae.simulate.GalaxySet` or
+            :class:`lenstronomy_vae.blends.BlendSet` instances (a BlendSet's isolated targets).
         config: :class:`VAEConfig`; its image size and band count must match the data.
         epochs: total number of epochs planned (a resumed run trains only the remainder).
         checkpoint_dir: directory for the checkpoints and ``state.json``; an existing checkpoint
@@ -145,40 +221,17 @@ def train_vae(
     expected = (config.image_size, config.image_size, config.num_bands)
     if train_set.observed.shape[1:] != expected:
         raise ValueError(f"training stamps have shape {train_set.observed.shape[1:]}; the model expects {expected}")
-    keras.utils.set_random_seed(seed)
-    strategy = strategy or default_strategy()
-    checkpoint_dir = pathlib.Path(checkpoint_dir)
-    remove_stale_files(checkpoint_dir)
-    state = read_state(checkpoint_dir)
-    epochs_done = state.get("epochs_done", 0)
-    steps_per_epoch = int(np.ceil(len(train_set) / batch_size))
-    with strategy.scope():
-        if epochs_done:
-            vae = keras.saving.load_model(checkpoint_path(checkpoint_dir), safe_mode=True)
-        else:
-            normalization = ArcsinhTanhNormalization.fit(train_set.intrinsic)
-            vae = GalaxyVAE(config, normalization, kl_weight=0.0, seed=seed)
-            schedule = keras.optimizers.schedules.CosineDecay(
-                learning_rate, decay_steps=epochs * steps_per_epoch, alpha=0.01
-            )
-            vae.compile(optimizer=keras.optimizers.Adam(schedule))
-    if epochs_done >= epochs:
-        return vae, state
-    train = make_dataset(training_arrays(train_set, vae.normalization), batch_size, seed=seed + epochs_done)
-    validation = make_dataset(training_arrays(validation_set, vae.normalization), batch_size, shuffle=False)
-    start = time.perf_counter()
-    vae.fit(
-        train,
-        validation_data=validation,
-        epochs=epochs,
-        initial_epoch=epochs_done,
-        callbacks=[KLWarmup(0.0, 1.0, kl_warmup_epochs), EpochCheckpoint(checkpoint_dir)],
-        shuffle=False,  # the tf.data pipeline shuffles, with the seed
-        verbose=verbose,
-    )
-    state = read_state(checkpoint_dir)
-    state["train_seconds_this_run"] = time.perf_counter() - start
-    return vae, state
+
+    def build(steps_per_epoch):
+        vae = GalaxyVAE(config, ArcsinhTanhNormalization.fit(train_set.intrinsic), kl_weight=0.0, seed=seed)
+        vae.compile(optimizer=cosine_adam(learning_rate, epochs * steps_per_epoch))
+        return vae
+
+    def arrays(vae):
+        return training_arrays(train_set, vae.normalization), training_arrays(validation_set, vae.normalization)
+
+    return fit_resumable(build, arrays, len(train_set), epochs, checkpoint_dir, batch_size=batch_size, seed=seed,
+                         strategy=strategy, callbacks=[KLWarmup(0.0, 1.0, kl_warmup_epochs)], verbose=verbose)
 
 
 def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_options=None, held_out=1000,
@@ -186,7 +239,7 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
     """Train a VAE on a simulated HDF5 set, measure it on held-out galaxies, ship it with its manifest entry.
 
     Args:
-        data: HDF5 file written by :meth:`lenstronomy_vae.simulate.GalaxySet.save_hdf5`.
+        data: HDF5 file of a GalaxySet or a BlendSet (see :func:`load_stamp_set`).
         name: model name in the manifest (users pass it as ``model=...``).
         weights_dir: directory of the shipped ``.keras`` files and ``manifest.json``.
         checkpoint_dir: checkpoints; an interrupted run resumes from here.
@@ -202,13 +255,11 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
     """
     from lenstronomy_vae.evaluate import reconstruction_metrics
     from lenstronomy_vae.manifest import add_to_manifest, export_model
-    from lenstronomy_vae.simulate import GalaxySet
-
-    galaxies = GalaxySet.load_hdf5(data)
+    galaxies = load_stamp_set(data)
     held_out_set, rest = galaxies.split(held_out)
     validation_set, train_set = rest.split(validation)
-    config = VAEConfig(image_size=galaxies.observed.shape[1], bands=galaxies.bands, pixel_scale=galaxies.pixel_scale,
-                       **(config_options or {}))
+    config = VAEConfig(image_size=galaxies.observed.shape[1], bands=tuple(galaxies.bands),
+                       pixel_scale=galaxies.pixel_scale, **(config_options or {}))
     vae, state = train_vae(train_set, validation_set, config, epochs, checkpoint_dir, batch_size=batch_size,
                            learning_rate=learning_rate, kl_warmup_epochs=kl_warmup_epochs, seed=seed)
     metrics = reconstruction_metrics(vae, held_out_set)

@@ -20,7 +20,9 @@ class VAEConfig:
     """Architecture of a galaxy VAE.
 
     Attributes:
-        image_size: stamp side in pixels; a multiple of 2**len(decoder_filters).
+        image_size: stamp side in pixels. The networks work on ``padded_size``, the next
+            multiple of 2**len(decoder_filters): the encoder zero-pads its input to it and the
+            decoder crops its output back (e.g. 45 → 48 → 45 with three decoder layers).
         bands: band names, one per image channel.
         latent_dim: dimension of the latent space.
         encoder_filters: filters of the stride-2 convolutions of the encoder.
@@ -41,17 +43,27 @@ class VAEConfig:
         object.__setattr__(self, "bands", tuple(self.bands))
         object.__setattr__(self, "encoder_filters", tuple(self.encoder_filters))
         object.__setattr__(self, "decoder_filters", tuple(self.decoder_filters))
-        factor = 2 ** len(self.decoder_filters)
-        if self.image_size % factor or self.image_size // factor < 1:
-            raise ValueError(
-                f"image_size {self.image_size} must be a multiple of 2**len(decoder_filters) = {factor}"
-            )
+        if self.image_size < 2 ** len(self.decoder_filters):
+            raise ValueError(f"image_size {self.image_size} is smaller than 2**len(decoder_filters) = "
+                             f"{2 ** len(self.decoder_filters)}")
         if self.latent_dim < 1 or not self.bands:
             raise ValueError(f"need latent_dim >= 1 and at least one band; got {self}")
 
     @property
     def num_bands(self):
         return len(self.bands)
+
+    @property
+    def padded_size(self):
+        """Side of the networks' internal grid: ``image_size`` up to a multiple of 2**len(decoder_filters)."""
+        factor = 2 ** len(self.decoder_filters)
+        return -(-self.image_size // factor) * factor
+
+    @property
+    def padding(self):
+        """((top, bottom), (left, right)) pixels between ``image_size`` and ``padded_size``."""
+        extra = self.padded_size - self.image_size
+        return ((extra // 2, extra - extra // 2),) * 2
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -61,6 +73,8 @@ def build_encoder(config):
     """Functional encoder: normalised stamp (H, W, C) → (z_mean, z_log_var)."""
     images = keras.Input((config.image_size, config.image_size, config.num_bands), name="images")
     x = images
+    if config.padded_size != config.image_size:
+        x = keras.layers.ZeroPadding2D(config.padding)(x)
     for filters in config.encoder_filters:
         x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="leaky_relu")(x)
     x = keras.layers.Flatten()(x)
@@ -72,7 +86,7 @@ def build_encoder(config):
 
 def build_decoder(config):
     """Functional decoder: latent vector (d,) → normalised intrinsic stamp (H, W, C)."""
-    start = config.image_size // 2 ** len(config.decoder_filters)
+    start = config.padded_size // 2 ** len(config.decoder_filters)
     latent = keras.Input((config.latent_dim,), name="latent")
     x = keras.layers.Dense(start * start * config.decoder_filters[0], activation="leaky_relu")(latent)
     x = keras.layers.Reshape((start, start, config.decoder_filters[0]))(x)
@@ -80,7 +94,11 @@ def build_decoder(config):
         x = keras.layers.Conv2DTranspose(
             filters, 3, strides=2, padding="same", activation="leaky_relu"
         )(x)
-    images = keras.layers.Conv2D(config.num_bands, 3, padding="same", name="images")(x)
+    if config.padded_size == config.image_size:
+        images = keras.layers.Conv2D(config.num_bands, 3, padding="same", name="images")(x)
+    else:
+        x = keras.layers.Conv2D(config.num_bands, 3, padding="same")(x)
+        images = keras.layers.Cropping2D(config.padding, name="images")(x)
     return keras.Model(latent, images, name="decoder")
 
 
@@ -148,7 +166,11 @@ class GalaxyVAE(keras.Model):
         return self.decoder(z_mean, training=training)
 
     def _loss_terms(self, data, training):
-        observed, target, weight = data
+        loss, chi2, kl, _ = self._vae_terms(*data, training=training)
+        return loss, chi2, kl
+
+    def _vae_terms(self, observed, target, weight, training):
+        """(χ²/2 + kl_weight · KL, χ², KL, z_mean), batch means of the per-galaxy χ² and KL."""
         z_mean, z_log_var = self.encoder(observed, training=training)
         z = self.sampling([z_mean, z_log_var]) if training else z_mean
         reconstruction = self.decoder(z, training=training)
@@ -156,7 +178,7 @@ class GalaxyVAE(keras.Model):
         kl = tf.reduce_mean(
             -0.5 * tf.reduce_sum(1.0 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), axis=1)
         )
-        return 0.5 * chi2 + self.kl_weight * kl, chi2, kl
+        return 0.5 * chi2 + self.kl_weight * kl, chi2, kl, z_mean
 
     def _update_metrics(self, loss, chi2, kl):
         self.loss_tracker.update_state(loss)

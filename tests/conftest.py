@@ -19,6 +19,12 @@ def tiny_vae(bands=("F814W",)):
     return GalaxyVAE(config, ArcsinhTanhNormalization(band_max=[1.0] * len(bands)), seed=0)
 
 
+def tiny_lsst_vae(scenes):
+    """A galaxy-like 45×45-pixel, 6-band, 4-latent VAE normalised on the scenes' targets."""
+    config = VAEConfig(bands=scenes.bands, **{**TINY_CONFIG, "image_size": 45, "pixel_scale": scenes.pixel_scale})
+    return make_galaxy_like(GalaxyVAE(config, ArcsinhTanhNormalization.fit(scenes.target_intrinsic), seed=0))
+
+
 def make_galaxy_like(vae):
     """Set decoder weights so that it decodes a smooth, centred blob whose shape depends on z.
 
@@ -29,8 +35,8 @@ def make_galaxy_like(vae):
     layers = vae.decoder.layers
     dense = next(layer for layer in layers if isinstance(layer, keras.layers.Dense))
     transposed = [layer for layer in layers if isinstance(layer, keras.layers.Conv2DTranspose)]
-    final = vae.decoder.get_layer("images")
-    start = vae.config.image_size // 2 ** len(vae.config.decoder_filters)
+    final = [layer for layer in layers if type(layer) is keras.layers.Conv2D][-1]
+    start = vae.config.padded_size // 2 ** len(vae.config.decoder_filters)
     channels = vae.config.decoder_filters[0]
     bias = np.zeros((start, start, channels))
     bias[start // 2 - 1: start // 2 + 1, start // 2 - 1: start // 2 + 1, 0] = 1.0
@@ -77,3 +83,17 @@ def multiband_model_path(tmp_path_factory):
 def latents():
     """A latent vector of the tiny models as profile keyword arguments."""
     return {"z_0": 0.3, "z_1": -0.5, "z_2": 0.1, "z_3": 0.8}
+
+
+@pytest.fixture(scope="session")
+def lsst_scenes():
+    """24 LSST-like blended scenes of 1–4 galaxies (45×45 px, ugrizy)."""
+    from lenstronomy_vae.blends import BlendSimConfig, simulate_blends
+
+    return simulate_blends(24, BlendSimConfig(), seed=5)
+
+
+@pytest.fixture(scope="session")
+def lsst_vae(lsst_scenes):
+    """A tiny galaxy-like VAE for the LSST-like scenes (45×45 px, padded to 48 inside)."""
+    return tiny_lsst_vae(lsst_scenes)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lenstronomy_vae.fast_decoder import NumpyDecoder
 from lenstronomy_vae.normalization import ArcsinhTanhNormalization
 from lenstronomy_vae.vae import GalaxyVAE, KLWarmup, VAEConfig
 
@@ -53,9 +54,29 @@ def test_normalization_rejects_bad_constants(band_max):
         ArcsinhTanhNormalization(band_max=band_max)
 
 
-def test_config_rejects_image_size_the_decoder_cannot_reach():
-    with pytest.raises(ValueError, match="multiple of"):
-        VAEConfig(image_size=20, decoder_filters=(8, 8, 8))
+def test_config_rejects_image_size_below_the_decoder_start():
+    with pytest.raises(ValueError, match="smaller than 2\\*\\*len\\(decoder_filters\\) = 8"):
+        VAEConfig(image_size=7, decoder_filters=(8, 8, 8))
+
+
+def test_odd_image_size_is_padded_inside_and_cropped_back():
+    config = VAEConfig(image_size=45, bands=("g", "r"), latent_dim=3, encoder_filters=(4, 8), decoder_filters=(8, 4, 4),
+                       dense_units=8)
+    assert config.padded_size == 48 and config.padding == ((1, 2), (1, 2))
+    vae = GalaxyVAE(config, ArcsinhTanhNormalization([1.0, 2.0]), seed=0)
+    stamps = np.random.default_rng(0).normal(size=(2, 45, 45, 2)).astype(np.float32)
+    assert vae(stamps).shape == (2, 45, 45, 2)
+    fast = NumpyDecoder.from_keras(vae.decoder)
+    z = np.random.default_rng(1).normal(size=(2, 3)).astype(np.float32)
+    np.testing.assert_allclose(fast(z), vae.decoder(z), atol=1e-6)
+    output, jacobian = fast.jacobian(z[0])
+    assert output.shape == (45, 45, 2) and jacobian.shape == (3, 45, 45, 2)
+    weights = np.random.default_rng(2).normal(size=(45, 45, 2)).astype(np.float32)
+    latent = tf.Variable(z[:1])
+    with tf.GradientTape() as tape:
+        projected = tf.reduce_sum(vae.decoder(latent) * weights)
+    np.testing.assert_allclose(np.sum(jacobian * weights, axis=(1, 2, 3)), tape.gradient(projected, latent)[0],
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_model_rejects_normalization_with_wrong_band_count():

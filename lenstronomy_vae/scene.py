@@ -1,0 +1,231 @@
+"""Deblending a whole scene: detect, deblend each source on its own stamp, subtract, repeat; then MAP.
+
+Field mode (:func:`deblend_scene`), after Arcelin et al. (2021): sources are detected on the
+residual image (``sep``), brightest first; for each new one the deblender reads a stamp centred
+on it, its decoded galaxy is convolved with the survey PSF and subtracted from the residual.
+Detection then runs again on the residual, to find sources hidden by brighter ones, up to
+``max_iterations`` times.
+
+MAP refinement (:func:`map_refine`) then fits the latent vectors of all galaxies jointly: it
+minimises ``½ Σ (image − Σ_k PSF ⊗ decoder(z_k))² / σ² + ½ Σ_k |z_k|²`` (Gaussian likelihood
+with variance sky + max(image, 0), N(0, 1) prior) by gradient descent through the decoder.
+
+Images are (H, W, bands) arrays in the survey's image units, sky-subtracted; positions are in
+pixels with ``sep``'s convention (``x`` the column, ``y`` the row, pixel centres at integers).
+"""
+
+import dataclasses
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+from lenstronomy_vae.detection import cutout, detect, paste
+from lenstronomy_vae.rendering import convolve_bands, psf_kernel
+from lenstronomy_vae.surveys import get_survey
+
+# PSF kernels of 25 × 25 pixels (5″ for LSST) hold the seeing disc and its wings.
+KERNEL_SIZE = 25
+
+
+@dataclasses.dataclass
+class SceneGalaxy:
+    """One deblended galaxy of a scene.
+
+    Attributes:
+        x, y: detection centre: column and row [pixels]; its stamp is centred on the nearest pixel.
+        row0, col0: image row and column of the stamp's top-left pixel (may be negative).
+        latent: (latent_dim,) latent vector.
+        intrinsic: (S, S, bands) decoded galaxy without PSF [image units].
+        model: (S, S, bands) ``intrinsic`` convolved with the PSF [image units].
+    """
+
+    x: float
+    y: float
+    row0: int
+    col0: int
+    latent: np.ndarray
+    intrinsic: np.ndarray
+    model: np.ndarray
+
+
+@dataclasses.dataclass
+class SceneResult:
+    """A deblended scene.
+
+    Attributes:
+        galaxies: list of :class:`SceneGalaxy`, in the order they were found.
+        model: (H, W, bands) sum of the galaxies' PSF-convolved models [image units].
+        residual: image − model.
+    """
+
+    galaxies: list
+    model: np.ndarray
+    residual: np.ndarray
+
+    def nearest(self, x, y):
+        """The galaxy whose detection is nearest to pixel (x, y), or None if there is none."""
+        if not self.galaxies:
+            return None
+        return min(self.galaxies, key=lambda galaxy: np.hypot(galaxy.x - x, galaxy.y - y))
+
+    def isolated(self, galaxy):
+        """(H, W, bands) image of one galaxy's PSF-convolved model alone on the scene's grid."""
+        canvas = np.zeros_like(self.model)
+        paste(canvas, galaxy.model, galaxy.row0, galaxy.col0)
+        return canvas
+
+
+def survey_kernels(survey, bands):
+    """(bands, KERNEL_SIZE, KERNEL_SIZE) PSF kernels of a survey for the model's bands."""
+    survey = get_survey(survey) if isinstance(survey, str) else survey
+    return np.stack([psf_kernel(survey, band, KERNEL_SIZE) for band in bands])
+
+
+def _checked_scene(image, deblender):
+    image = np.asarray(image, dtype=np.float64)
+    bands = deblender.config.bands
+    if image.ndim != 3 or image.shape[-1] != len(bands):
+        raise ValueError(f"image must be (H, W, bands) with the model's {len(bands)} bands {bands}; "
+                         f"got shape {image.shape}")
+    bad = ~np.isfinite(image)
+    if bad.any():
+        raise ValueError(f"image has {int(bad.sum())} NaN or infinite pixel(s), first at (row, column, band) "
+                         f"{tuple(int(i) for i in np.argwhere(bad)[0])}")
+    return image
+
+
+def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separation=2.0, refine=False,
+                  map_steps=150, **detect_kwargs):
+    """Detect and deblend every galaxy of a scene; optionally refine all of them jointly (MAP).
+
+    Args:
+        deblender: a trained :class:`lenstronomy_vae.deblender.Deblender`.
+        image: (H, W, bands) sky-subtracted scene in image units, bands as the deblender's.
+        survey: survey name or :class:`~lenstronomy_vae.surveys.Survey` (PSF and sky noise).
+        max_iterations: detection passes on the residual.
+        min_separation: a detection closer than this to a galaxy already found is ignored [pixels].
+        refine: run :func:`map_refine` on the result.
+        map_steps: gradient steps of the MAP refinement.
+        **detect_kwargs: passed to :func:`lenstronomy_vae.detection.detect` (e.g. ``threshold``).
+
+    Returns:
+        :class:`SceneResult`.
+    """
+    survey = get_survey(survey) if isinstance(survey, str) else survey
+    image = _checked_scene(image, deblender)
+    bands = deblender.config.bands
+    noise_sigma = np.sqrt([survey.sky_levels[survey.band_index(band)] for band in bands])
+    kernels = survey_kernels(survey, bands)
+    size = deblender.config.image_size
+    residual = image.copy()
+    galaxies = []
+    for _ in range(max_iterations):
+        detections = detect(residual, noise_sigma, **detect_kwargs)
+        new = [(x, y) for x, y in zip(detections.x, detections.y)
+               if all(np.hypot(x - g.x, y - g.y) >= min_separation for g in galaxies)]
+        if not new:
+            break
+        for x, y in new:
+            stamp, (row0, col0) = cutout(residual, x, y, size)
+            latent = deblender.encode(stamp[None])[0]
+            galaxy = _galaxy(deblender, kernels, float(x), float(y), row0, col0, latent)
+            paste(residual, -galaxy.model, row0, col0)
+            galaxies.append(galaxy)
+    result = SceneResult(galaxies, image - residual, residual)
+    if refine and galaxies:
+        result = map_refine(deblender, image, result, survey, steps=map_steps)
+    return result
+
+
+def _galaxy(deblender, kernels, x, y, row0, col0, latent):
+    normalized = np.asarray(deblender.decoder(latent[None].astype(np.float32), training=False), dtype=np.float64)
+    intrinsic = np.maximum(deblender.normalization.inverse(normalized[0]), 0.0)
+    return SceneGalaxy(x, y, row0, col0, np.asarray(latent, dtype=np.float64), intrinsic,
+                       convolve_bands(intrinsic, kernels))
+
+
+def _shift_matrices(offsets, stamp_size, image_size):
+    """(K, image_size, stamp_size) 0/1 matrices placing stamp rows (or columns) at ``offsets``."""
+    matrices = np.zeros((len(offsets), image_size, stamp_size), dtype=np.float32)
+    for k, offset in enumerate(offsets):
+        for i in range(stamp_size):
+            if 0 <= offset + i < image_size:
+                matrices[k, offset + i, i] = 1.0
+    return matrices
+
+
+def map_refine(deblender, image, result, survey="lsst", steps=150, learning_rate=0.05):
+    """Maximum a posteriori latents of all galaxies of a scene, fitted jointly.
+
+    Starts from ``result``'s latents and keeps its stamp positions. Minimises
+    ``½ Σ (image − model)² / σ² + ½ Σ_k |z_k|²`` with Adam, where ``model`` is the sum of the
+    decoded galaxies convolved with the PSF and σ² = sky + max(image, 0) per pixel.
+
+    Args:
+        deblender: the :class:`~lenstronomy_vae.deblender.Deblender` (its frozen decoder is used).
+        image: (H, W, bands) scene [image units].
+        result: :class:`SceneResult` from :func:`deblend_scene`.
+        survey: survey name or :class:`~lenstronomy_vae.surveys.Survey`.
+        steps: Adam steps.
+        learning_rate: Adam learning rate (latent units per step).
+
+    Returns:
+        a new :class:`SceneResult` with the refined galaxies.
+    """
+    survey = get_survey(survey) if isinstance(survey, str) else survey
+    image = _checked_scene(image, deblender)
+    bands = deblender.config.bands
+    sky = np.array([survey.sky_levels[survey.band_index(band)] for band in bands])
+    kernels = survey_kernels(survey, bands)
+    size = deblender.config.image_size
+    galaxies = result.galaxies
+    rows = _shift_matrices([g.row0 for g in galaxies], size, image.shape[0])
+    cols = _shift_matrices([g.col0 for g in galaxies], size, image.shape[1])
+    inverse_variance = 1.0 / (sky + np.maximum(image, 0.0))
+    latents = _map_fitter(deblender)(
+        tf.constant(np.stack([g.latent for g in galaxies]), tf.float32), tf.constant(rows), tf.constant(cols),
+        tf.constant(image, tf.float32), tf.constant(inverse_variance, tf.float32), tf.constant(_as_filters(kernels)),
+        tf.constant(steps), tf.constant(learning_rate, tf.float32))
+    refined = [_galaxy(deblender, kernels, g.x, g.y, g.row0, g.col0, z)
+               for g, z in zip(galaxies, latents.numpy().astype(np.float64))]
+    model = np.zeros_like(image)
+    for galaxy in refined:
+        paste(model, galaxy.model, galaxy.row0, galaxy.col0)
+    return SceneResult(refined, model, image - model)
+
+
+def _as_filters(kernels):
+    """(bands, k, k) convolution kernels as depthwise_conv2d filters (k, k, bands, 1), which correlate."""
+    return np.transpose(kernels[:, ::-1, ::-1], (1, 2, 0))[:, :, :, None].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _map_fitter(deblender):
+    """A compiled MAP fit for one deblender's decoder: Adam on the latents, ``steps`` times."""
+    decoder, normalization = deblender.decoder, deblender.normalization
+    beta_1, beta_2, epsilon = 0.9, 0.999, 1e-7
+
+    def loss(latents, rows, cols, image, inverse_variance, filters):
+        intrinsic = tf.nn.relu(normalization.inverse(decoder(latents, training=False)))
+        convolved = tf.nn.depthwise_conv2d(intrinsic, filters, strides=[1, 1, 1, 1], padding="SAME")
+        model = tf.einsum("krh,khwc,ksw->rsc", rows, convolved, cols)
+        return 0.5 * tf.reduce_sum(tf.square(image - model) * inverse_variance) + 0.5 * tf.reduce_sum(
+            tf.square(latents))
+
+    @tf.function(reduce_retracing=True)
+    def fit(latents, rows, cols, image, inverse_variance, filters, steps, learning_rate):
+        first, second = tf.zeros_like(latents), tf.zeros_like(latents)
+        for step in tf.range(1, steps + 1):
+            with tf.GradientTape() as tape:
+                tape.watch(latents)
+                value = loss(latents, rows, cols, image, inverse_variance, filters)
+            gradient = tape.gradient(value, latents)
+            first = beta_1 * first + (1 - beta_1) * gradient
+            second = beta_2 * second + (1 - beta_2) * tf.square(gradient)
+            t = tf.cast(step, tf.float32)
+            corrected = first / (1 - beta_1**t) / (tf.sqrt(second / (1 - beta_2**t)) + epsilon)
+            latents = latents - learning_rate * corrected
+        return latents
+
+    return fit
