@@ -5,19 +5,19 @@ import pathlib
 
 from lenstronomy_vae.io import atomic_path, write_json
 from lenstronomy_vae.models import MANIFEST_NAME, read_manifest, sha256_of
-from lenstronomy_vae.vae import GalaxyVAE
 
 
-def export_model(vae, path):
-    """Save a trained VAE without optimizer state (smaller file), atomically, as ``.keras``."""
-    clean = GalaxyVAE(vae.config, vae.normalization, kl_weight=float(vae.kl_weight.numpy()), seed=vae.seed)
-    clean.set_weights(vae.get_weights())
+def export_model(model, path):
+    """Save a trained network (VAE, deblender, regressor) without optimizer state, atomically, as ``.keras``."""
+    clean = type(model).from_config(model.get_config())
+    clean.set_weights(model.get_weights())
     with atomic_path(path) as temporary:
         clean.save(temporary)
     return pathlib.Path(path)
 
 
-def add_to_manifest(directory, name, model_file, vae, training_data, metrics, default=False):
+def add_to_manifest(directory, name, model_file, vae, training_data, metrics, default=False, kind="vae",
+                    parent=None):
     """Record a model file in ``directory/manifest.json``.
 
     Args:
@@ -27,13 +27,17 @@ def add_to_manifest(directory, name, model_file, vae, training_data, metrics, de
         vae: the model (for its architecture and normalisation constants).
         training_data: dict describing the training set (simulator config, sizes).
         metrics: dict of held-out metrics (median SSIM, flux error, ...).
-        default: make this the default model.
+        default: make this the default model (VAEs only).
+        kind: ``"vae"``, ``"deblender"`` or ``"regressor"``.
+        parent: name of the model whose latent space a deblender or regressor uses.
     """
     directory = pathlib.Path(directory)
     manifest = read_manifest(directory)
     model_file = pathlib.Path(model_file)
     manifest["models"][name] = {
         "file": model_file.name,
+        "kind": kind,
+        **({"parent": parent} if parent else {}),
         "sha256": sha256_of(model_file),
         "size_bytes": model_file.stat().st_size,
         "architecture": vae.config.to_dict(),
@@ -46,7 +50,7 @@ def add_to_manifest(directory, name, model_file, vae, training_data, metrics, de
         "metrics": metrics,
         "created": datetime.date.today().isoformat(),
     }
-    if default or not manifest.get("default"):
+    if kind == "vae" and (default or not manifest.get("default")):
         manifest["default"] = name
     write_json(directory / MANIFEST_NAME, manifest)
     return manifest

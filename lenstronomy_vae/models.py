@@ -95,16 +95,20 @@ def resolve(model=None):
     )
 
 
-def load_vae(model=None):
-    """Load a :class:`GalaxyVAE` safely: file checks, SHA-256 against the manifest, safe_mode.
+def load_network(model, kind=None):
+    """Load a shipped or user Keras network safely: file checks, SHA-256 against the manifest, safe_mode.
 
     Args:
-        model: shipped model name or path to a ``.keras`` file; None for the default model.
+        model: shipped model name or path to a ``.keras`` file; None for the default VAE.
+        kind: the class the file must hold (default :class:`GalaxyVAE`, which a
+            :class:`~lenstronomy_vae.deblender.Deblender` also is).
 
     Raises:
         ModelFileError: unknown name, missing file, hash mismatch, a file that is not a Keras
-            archive, or one that would need code execution (e.g. a Lambda layer).
+            archive, one that would need code execution (e.g. a Lambda layer), or one holding
+            another kind of network.
     """
+    kind = kind or GalaxyVAE
     path, entry = resolve(model)
     if not path.is_file():
         raise ModelFileError(f"model file {str(path)!r} does not exist")
@@ -116,12 +120,21 @@ def load_vae(model=None):
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"model file {str(path)!r} is not a Keras .keras archive (truncated or corrupt)")
     try:
-        vae = keras.saving.load_model(path, compile=False, safe_mode=True)
+        network = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad archive; name the file instead.
         raise ModelFileError(f"could not load model file {str(path)!r} safely: {error}") from error
-    if not isinstance(vae, GalaxyVAE):
-        raise ModelFileError(f"{str(path)!r} holds a {type(vae).__name__}, not a lenstronomy_vae GalaxyVAE")
-    return vae
+    if not isinstance(network, kind):
+        raise ModelFileError(f"{str(path)!r} holds a {type(network).__name__}, not a lenstronomy_vae {kind.__name__}")
+    return network
+
+
+def load_vae(model=None):
+    """Load a :class:`GalaxyVAE` safely (see :func:`load_network`).
+
+    Args:
+        model: shipped model name or path to a ``.keras`` file; None for the default model.
+    """
+    return load_network(model, GalaxyVAE)
 
 
 class GalaxyModel:
