@@ -106,6 +106,72 @@ def _train(args):
     return 0
 
 
+def _train_deblender(args):
+    from lenstronomy_vae.deblender import train_and_ship_deblender
+    from lenstronomy_vae.models import weights_dir
+
+    summary = train_and_ship_deblender(
+        args.data, args.vae, args.name, args.weights_dir or weights_dir(), args.checkpoint_dir or f"runs/{args.name}",
+        args.epochs, latent_weight=args.latent_weight, held_out=args.held_out, validation=args.validation,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _train_regressor(args):
+    from lenstronomy_vae.models import weights_dir
+    from lenstronomy_vae.regressor import ALL_OUTPUTS, SHAPE_OUTPUTS, train_and_ship_regressor
+
+    summary = train_and_ship_regressor(
+        args.data, args.encoder, args.name, args.weights_dir or weights_dir(),
+        args.checkpoint_dir or f"runs/{args.name}", args.epochs,
+        outputs=SHAPE_OUTPUTS if args.no_redshift else ALL_OUTPUTS, held_out=args.held_out,
+        validation=args.validation, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _report(args):
+    from lenstronomy_vae.blends import BlendSet
+    from lenstronomy_vae.io import write_json
+    from lenstronomy_vae.models import load_network, load_vae
+    from lenstronomy_vae.plots import plot_deblending_report
+    from lenstronomy_vae.regressor import LatentRegressor
+    from lenstronomy_vae.report import compare
+
+    blends = BlendSet.load_hdf5(args.data)
+    regressor = load_network(args.regressor, LatentRegressor) if args.regressor else None
+    shear_sets = [BlendSet.load_hdf5(path) for path in args.shear_sets] if args.shear_sets else None
+    report, per_scene = compare(blends, load_vae(args.deblender), regressor, shear_sets, map_scenes=args.map_scenes,
+                                map_steps=args.map_steps, progress=not args.quiet)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "report.json", report)
+    plot_deblending_report(report, per_scene, out / "report.png")
+    print(f"{'method':<18} {'n':>5} {'σ(Δe1)':>8} {'σ(Δe2)':>8} {'mean|Δf/f|':>11} {'SSIM':>6} {'cos':>6}")
+    for method, row in report["table"].items():
+        flux = f"{row['mean_abs_flux_error']:>11.4f} {row['median_ssim']:>6.3f} {row['median_cosine']:>6.3f}" \
+            if "mean_abs_flux_error" in row else ""
+        print(f"{method:<18} {row['n']:>5} {row['sigma_de1']:>8.4f} {row['sigma_de2']:>8.4f} {flux}")
+    if "shear_bias" in report:
+        bias = report["shear_bias"]
+        print("regressor shear bias: m = " + ", ".join(f"{m:+.4f} ± {e:.4f}" for m, e in zip(bias["m"], bias["m_err"]))
+              + "; c = " + ", ".join(f"{c:+.5f} ± {e:.5f}" for c, e in zip(bias["c"], bias["c_err"])))
+    print(f"wrote {out / 'report.json'} and {out / 'report.png'}")
+    return 0
+
+
+def _deblend(args):
+    from lenstronomy_vae.deblend_io import deblend_fits
+
+    table = deblend_fits(args.image, args.out, deblender=args.deblender, regressor=args.regressor,
+                         survey=args.survey, hdu=args.hdu, refine=args.refine, map_steps=args.map_steps,
+                         threshold=args.threshold)
+    print(f"{len(table)} galaxies deblended; wrote {pathlib.Path(args.out) / 'deblended.fits'} and "
+          f"{pathlib.Path(args.out) / 'galaxies.ecsv'}")
+    return 0
+
+
 def _models(args):
     from lenstronomy_vae.models import read_manifest
 
@@ -115,10 +181,14 @@ def _models(args):
         return 0
     for name, entry in manifest["models"].items():
         default = " (default)" if name == manifest.get("default") else ""
+        kind = entry.get("kind", "vae")
+        parent = f" of {entry['parent']}" if entry.get("parent") else ""
         metrics = entry.get("metrics", {})
-        print(f"{name}{default}: {entry['image_size']}×{entry['image_size']} px at {entry['pixel_scale']}″/px, "
-              f"bands {entry['bands']}, latent dim {entry['latent_dim']}, "
-              f"median SSIM {metrics.get('median_ssim', float('nan')):.3f}, file {entry['file']}")
+        quality = (f"median SSIM {metrics['median_ssim']:.3f}" if "median_ssim" in metrics
+                   else f"σ(Δg1) {metrics.get('sigma_de1', float('nan')):.3f}")
+        print(f"{name}{default}: {kind}{parent}, {entry['image_size']}×{entry['image_size']} px at "
+              f"{entry['pixel_scale']}″/px, bands {entry['bands']}, latent dim {entry['latent_dim']}, {quality}, "
+              f"file {entry['file']}")
     return 0
 
 
@@ -212,6 +282,76 @@ def build_parser():
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--default", action="store_true", help="make this the default shipped model")
     train.set_defaults(run=_train)
+    deblend = commands.add_parser(
+        "deblend", help="detect and deblend the galaxies of a multi-band image (FITS); write stamps (FITS) + table",
+        description="Detect sources (sep) on a sky-subtracted multi-band image in the survey's units (LSST: electrons "
+                    "of the 10-year coadd), deblend each on a stamp centred on it with the VAE deblender, subtract "
+                    "it, repeat; optionally refine all galaxies jointly (MAP). Writes OUT/deblended.fits (model, "
+                    "residual, one PSF-convolved and one intrinsic stamp cube per galaxy) and OUT/galaxies.ecsv "
+                    "(positions in pixels, flux per band in image units, adaptive-moment e1/e2 as reduced shear, and "
+                    "the regressor's g1/g2/redshift when given).",
+    )
+    deblend.add_argument("image", help="FITS cube (bands, H, W), bands in the deblender's order (e.g. u g r i z y)")
+    deblend.add_argument("--out", default="deblend_output", help="output directory (default: deblend_output)")
+    deblend.add_argument("--deblender", default="lsst45_deblender", help="shipped deblender name or .keras path")
+    deblend.add_argument("--regressor", default=None, help="shipped regressor name or .keras path (optional)")
+    deblend.add_argument("--survey", default="lsst", help="survey of the PSF and sky noise (default lsst)")
+    deblend.add_argument("--hdu", type=int, default=None, help="HDU of the cube (default: the first 3-D one)")
+    deblend.add_argument("--refine", action="store_true", help="MAP refinement of all galaxies jointly")
+    deblend.add_argument("--map-steps", type=int, default=150, help="gradient steps of the MAP refinement")
+    deblend.add_argument("--threshold", type=float, default=1.5,
+                         help="detection threshold in units of the detection image's pixel noise (sep; default 1.5)")
+    deblend.set_defaults(run=_deblend)
+    train_deblender = commands.add_parser(
+        "train-deblender", help="train a deblender encoder on simulated blends for a VAE's frozen decoder",
+        description="Train (or resume) an encoder that maps blended scenes to the latent vector of the central galaxy "
+                    "in a shipped VAE's latent space; measure σ(Δe) (reduced shear), |Δf/f|, SSIM on held-out scenes; "
+                    "ship it with its manifest entry.",
+    )
+    train_deblender.add_argument("--data", required=True, help="HDF5 file written by 'simulate-blends'")
+    train_deblender.add_argument("--vae", default="lsst45", help="shipped VAE name or .keras path (default lsst45)")
+    train_deblender.add_argument("--name", default="lsst45_deblender", help="model name in the manifest")
+    train_deblender.add_argument("--latent-weight", type=float, default=0.0,
+                                 help="weight of the latent-space loss against the VAE's latents (0: off)")
+    train_regressor = commands.add_parser(
+        "train-regressor", help="train a regressor from a deblender's latent space to g1, g2 and redshift",
+        description="Train (or resume) a dense network from the latent means of a frozen encoder to the central "
+                    "galaxy's intrinsic shape (g1, g2 as reduced shear) and redshift, with quarter-turn and mirror "
+                    "augmentation; ship it with its manifest entry.",
+    )
+    train_regressor.add_argument("--data", required=True, help="HDF5 file written by 'simulate-blends'")
+    train_regressor.add_argument("--encoder", default="lsst45_deblender",
+                                 help="deblender (or VAE) whose latents it reads")
+    train_regressor.add_argument("--name", default="lsst45_regressor", help="model name in the manifest")
+    train_regressor.add_argument("--no-redshift", action="store_true", help="predict g1 and g2 only")
+    for command in (train_deblender, train_regressor):
+        command.add_argument("--weights-dir", default=None, help="default: the package's weights directory")
+        command.add_argument("--checkpoint-dir", default=None, help="default: runs/<name>")
+        command.add_argument("--held-out", type=int, default=500, help="scenes kept for the final metrics")
+        command.add_argument("--validation", type=int, default=500, help="scenes for the validation loss")
+        command.add_argument("--epochs", type=int, default=20)
+        command.add_argument("--batch-size", type=int, default=64, help="global batch size (split across GPUs)")
+        command.add_argument("--learning-rate", type=float, default=1e-3)
+        command.add_argument("--seed", type=int, default=0)
+    train_deblender.set_defaults(run=_train_deblender)
+    train_regressor.set_defaults(run=_train_regressor)
+    report = commands.add_parser(
+        "report", help="compare no deblending, sep, the VAE deblender, MAP and the regressor on the same blends",
+        description="Measure, for the target of each scene, Δe (adaptive moments, reduced shear) against the true "
+                    "isolated noiseless image, |Δf/f| per band, SSIM and cosine similarity, binned by SNR and "
+                    "blendedness, and the regressor's shear bias m, c on sheared sets. Writes OUT/report.json and "
+                    "OUT/report.png.",
+    )
+    report.add_argument("--data", required=True, help="HDF5 blend set not used in training")
+    report.add_argument("--deblender", default="lsst45_deblender", help="shipped deblender name or .keras path")
+    report.add_argument("--regressor", default=None, help="shipped regressor name or .keras path (optional)")
+    report.add_argument("--shear-sets", nargs=4, default=None, metavar=("PLUS", "MINUS", "PLUS_TURNED", "MINUS_TURNED"),
+                        help="blend sets with shear +g, -g, and the same turned by 90 degrees (same seed)")
+    report.add_argument("--map-scenes", type=int, default=None, help="scenes that also get MAP (default all; slow)")
+    report.add_argument("--map-steps", type=int, default=150, help="gradient steps of the MAP refinement")
+    report.add_argument("--out", default="report_output", help="output directory (default: report_output)")
+    report.add_argument("--quiet", action="store_true", help="no progress bar")
+    report.set_defaults(run=_report)
     models = commands.add_parser("models", help="list the shipped models and their manifests")
     models.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     models.set_defaults(run=_models)

@@ -137,3 +137,48 @@ def train_deblender(vae, train_set, validation_set, epochs, checkpoint_dir, late
     final_kl = float(np.asarray(vae.kl_weight))
     return fit_resumable(build, arrays, len(train_set), epochs, checkpoint_dir, batch_size=batch_size, seed=seed,
                          strategy=strategy, callbacks=[KLWarmup(final_kl, final_kl, 1)], verbose=verbose)
+
+
+def train_and_ship_deblender(data, vae, name, weights_dir, checkpoint_dir, epochs, latent_weight=0.0, held_out=500,
+                             validation=500, batch_size=64, learning_rate=1e-3, seed=0):
+    """Train a deblender on a simulated blend set, measure it on held-out scenes, ship it.
+
+    Args:
+        data: HDF5 file of a :class:`lenstronomy_vae.blends.BlendSet`.
+        vae: shipped VAE name or ``.keras`` path whose decoder the deblender uses.
+        name: model name in the manifest.
+        weights_dir: directory of the shipped ``.keras`` files and ``manifest.json``.
+        checkpoint_dir: checkpoints; an interrupted run resumes from here.
+        epochs, latent_weight, batch_size, learning_rate, seed: as in :func:`train_deblender`.
+        held_out, validation: scenes kept for the final metrics and for the validation loss.
+
+    Returns:
+        dict: held-out σ(Δe), flux errors, SSIM, cosine similarity, losses, seconds, hardware.
+    """
+    from lenstronomy_vae.blends import BlendSet
+    from lenstronomy_vae.models import load_vae
+    from lenstronomy_vae.rendering import convolve_bands
+    from lenstronomy_vae.report import image_metrics, summarise
+    from lenstronomy_vae.scene import survey_kernels
+    from lenstronomy_vae.training import hardware, ship, split_three
+
+    blends = BlendSet.load_hdf5(data)
+    held_out_set, validation_set, train_set = split_three(blends, held_out, validation)
+    deblender, state = train_deblender(load_vae(vae), train_set, validation_set, epochs, checkpoint_dir,
+                                       latent_weight=latent_weight, batch_size=batch_size,
+                                       learning_rate=learning_rate, seed=seed)
+    images = convolve_bands(deblender.deblend(held_out_set.blend), survey_kernels(blends.survey, blends.bands))
+    metrics = image_metrics({"deblender": images}, held_out_set)["deblender"]
+    band = blends.survey.band_index(blends.config.measure_band)
+    summary = {
+        "held_out_scenes": len(held_out_set),
+        **summarise(metrics["de"], metrics["flux_error"], metrics["ssim"], metrics["cosine"], band),
+        "epochs": state["epochs_done"],
+        "final_train_loss": state["history"][-1].get("loss"),
+        "final_val_loss": state["history"][-1].get("val_loss"),
+        "train_seconds_last_run": state.get("train_seconds_this_run"),
+        "hardware": hardware(),
+    }
+    training_data = {"file": str(data).rsplit("/", 1)[-1], "train": len(train_set), "validation": len(validation_set),
+                     "held_out": len(held_out_set), "simulation": blends.config.to_dict()}
+    return ship(deblender, name, weights_dir, training_data, summary, kind="deblender", parent=str(vae))

@@ -7,19 +7,20 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 
-def read_image(path, hdu=None):
-    """A 2-D image and its pixel scale from a FITS file.
+def read_image(path, hdu=None, ndim=2):
+    """An image (or a cube) and its pixel scale from a FITS file.
 
     Args:
         path: FITS file.
-        hdu: HDU index; default the first HDU holding 2-D data.
+        hdu: HDU index; default the first HDU holding ``ndim``-dimensional data.
+        ndim: 2 for an image (H, W), 3 for a cube (bands, H, W) as FITS stores it.
 
     Returns:
-        (image as float64 (H, W), pixel scale in arcsec or None when the header has no celestial WCS).
+        (data as float64, pixel scale in arcsec or None when the header has no celestial WCS).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a FITS file, no 2-D image in it, or the HDU does not exist.
+        ValueError: not a FITS file, no ``ndim``-D data in it, or the HDU does not exist.
     """
     try:
         hdul = fits.open(path, memmap=False)
@@ -29,15 +30,15 @@ def read_image(path, hdu=None):
         raise ValueError(f"{path} is not a readable FITS file: {error}") from None
     with hdul:
         if hdu is None:
-            found = [i for i, unit in enumerate(hdul) if unit.data is not None and np.ndim(unit.data) == 2]
+            found = [i for i, unit in enumerate(hdul) if unit.data is not None and np.ndim(unit.data) == ndim]
             if not found:
-                raise ValueError(f"{path} holds no 2-D image (HDUs: {[np.shape(u.data) for u in hdul]})")
+                raise ValueError(f"{path} holds no {ndim}-D data (HDUs: {[np.shape(u.data) for u in hdul]})")
             hdu = found[0]
         if not 0 <= hdu < len(hdul):
             raise ValueError(f"{path} has {len(hdul)} HDUs; HDU {hdu} does not exist")
         data, header = hdul[hdu].data, hdul[hdu].header
-        if data is None or np.ndim(data) != 2:
-            raise ValueError(f"HDU {hdu} of {path} is not a 2-D image (shape {np.shape(data)})")
+        if data is None or np.ndim(data) != ndim:
+            raise ValueError(f"HDU {hdu} of {path} is not {ndim}-D (shape {np.shape(data)})")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
             celestial = WCS(header).celestial

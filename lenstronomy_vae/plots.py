@@ -41,3 +41,39 @@ def plot_fit_panels(data, model, residuals, path, sources=()):
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)
+
+
+def plot_deblending_report(report, per_scene, path):
+    """Write the report's figure: σ(Δe1) against SNR, |Δf/f| against blendedness, Δe1 histograms.
+
+    Args:
+        report: dict from :func:`lenstronomy_vae.report.compare`.
+        per_scene: its per-scene metric arrays.
+        path: PNG file to write (atomically).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    for method, bins in report["binned"].items():
+        snr = bins["abs_de1"]["snr"]
+        centres = [np.sqrt(max(b["low"], 1.0) * min(b["high"], 300.0)) for b in snr]
+        # |Δe1| robust σ about zero: 1.4826 · median |Δe1|.
+        axes[0].plot(centres, [1.4826 * b["median"] for b in snr], "o-", label=method)
+        if "abs_flux_error" in bins:
+            blend = bins["abs_flux_error"]["blendedness"]
+            axes[1].plot([0.5 * (b["low"] + b["high"]) for b in blend], [b["mean"] for b in blend], "o-", label=method)
+    for method, metrics in per_scene.items():
+        de = metrics["de"][:, 0]
+        axes[2].hist(de[np.isfinite(de)], bins=np.linspace(-0.3, 0.3, 61), histtype="step", label=method)
+    axes[0].set(xscale="log", xlabel="target SNR (measure band)", ylabel="1.4826 · median |Δe1|")
+    axes[1].set(xlabel="target blendedness", ylabel="mean |Δf/f| (measure band)", yscale="log")
+    axes[2].set(xlabel="Δe1 (reduced shear)", ylabel="targets")
+    for axis in axes:
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)

@@ -188,3 +188,46 @@ def train_regressor(encoder_model, train_set, validation_set, epochs, checkpoint
 
     return fit_resumable(build, arrays, len(train_set), epochs, checkpoint_dir, batch_size=batch_size, seed=seed,
                          strategy=strategy, verbose=verbose)
+
+
+def train_and_ship_regressor(data, encoder_model, name, weights_dir, checkpoint_dir, epochs, outputs=ALL_OUTPUTS,
+                             held_out=500, validation=500, batch_size=64, learning_rate=1e-3, seed=0):
+    """Train a latent regressor on a simulated blend set, measure it on held-out scenes, ship it.
+
+    Args:
+        data: HDF5 file of a :class:`lenstronomy_vae.blends.BlendSet`.
+        encoder_model: shipped deblender (or VAE) name or ``.keras`` path whose encoder is read.
+        name: model name in the manifest.
+        weights_dir, checkpoint_dir, held_out, validation: as in
+            :func:`lenstronomy_vae.deblender.train_and_ship_deblender`.
+        epochs, outputs, batch_size, learning_rate, seed: as in :func:`train_regressor`.
+
+    Returns:
+        dict: held-out σ(Δg1), σ(Δg2), slopes of predicted on true shape, redshift scatter.
+    """
+    from lenstronomy_vae.blends import BlendSet
+    from lenstronomy_vae.models import load_network
+    from lenstronomy_vae.report import regressor_errors, summarise
+    from lenstronomy_vae.training import hardware, ship, split_three
+
+    blends = BlendSet.load_hdf5(data)
+    held_out_set, validation_set, train_set = split_three(blends, held_out, validation)
+    regressor, state = train_regressor(load_network(encoder_model), train_set, validation_set, epochs, checkpoint_dir,
+                                       outputs=outputs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    de, dz = regressor_errors(regressor, held_out_set)
+    truth = held_out_set.target_truth
+    summary = {
+        "held_out_scenes": len(held_out_set),
+        **summarise(de),
+        "slope_g1": float(np.polyfit(truth["g1"], truth["g1"] + de[:, 0], 1)[0]),
+        "slope_g2": float(np.polyfit(truth["g2"], truth["g2"] + de[:, 1], 1)[0]),
+        **({"sigma_dz_over_1pz": float(np.std(dz / (1 + truth["redshift"])))} if dz is not None else {}),
+        "epochs": state["epochs_done"],
+        "final_train_loss": state["history"][-1].get("loss"),
+        "final_val_loss": state["history"][-1].get("val_loss"),
+        "train_seconds_last_run": state.get("train_seconds_this_run"),
+        "hardware": hardware(),
+    }
+    training_data = {"file": str(data).rsplit("/", 1)[-1], "train": len(train_set), "validation": len(validation_set),
+                     "held_out": len(held_out_set), "simulation": blends.config.to_dict()}
+    return ship(regressor, name, weights_dir, training_data, summary, kind="regressor", parent=str(encoder_model))

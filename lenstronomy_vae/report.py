@@ -28,7 +28,7 @@ from lenstronomy_vae.metrics import (
     ssim,
 )
 from lenstronomy_vae.rendering import convolve_bands
-from lenstronomy_vae.scene import deblend_scene, survey_kernels
+from lenstronomy_vae.scene import DETECTION_THRESHOLD, deblend_scene, survey_kernels
 
 METHODS = ("no_deblending", "sep_segmentation", "vae_deblender", "vae_map")
 SNR_EDGES = (0, 10, 20, 40, 80, 1e5)
@@ -54,7 +54,8 @@ def target_estimates(blends, deblender, map_scenes=None, map_steps=150, progress
     kernels = survey_kernels(survey, blends.bands)
     estimates = {
         "no_deblending": blends.blend.astype(np.float64),
-        "sep_segmentation": np.stack([segmentation_deblend(scene, sigma).image for scene in blends.blend]),
+        "sep_segmentation": np.stack([segmentation_deblend(scene, sigma, threshold=DETECTION_THRESHOLD).image
+                                      for scene in blends.blend]),
         "vae_deblender": convolve_bands(deblender.deblend(blends.blend), kernels),
     }
     n_map = len(blends) if map_scenes is None else min(map_scenes, len(blends))
@@ -147,7 +148,8 @@ def regressor_shear_bias(regressor, plus, minus, plus_turned, minus_turned):
                 or not np.allclose(other.config.shear, sign * shear)):
             raise ValueError(f"{name} set does not pair with the plus set: seed {other.seed} vs {plus.seed}, "
                              f"{len(other)} vs {len(plus)} scenes, shear {other.config.shear} (expected "
-                             f"{tuple((sign * shear).tolist())}), quarter_turn {other.config.quarter_turn} (expected {turned})")
+                             f"{tuple((sign * shear).tolist())}), quarter_turn {other.config.quarter_turn} "
+                             f"(expected {turned})")
     estimates = [np.stack([p["g1"], p["g2"]], axis=1)
                  for p in (regressor.predict_quantities(s.blend) for s in (plus, minus, plus_turned, minus_turned))]
     return shear_bias(estimates[0], estimates[1], tuple(shear), estimates[2], estimates[3])

@@ -26,6 +26,10 @@ from lenstronomy_vae.surveys import get_survey
 
 # PSF kernels of 25 × 25 pixels (5″ for LSST) hold the seeing disc and its wings.
 KERNEL_SIZE = 25
+# Detection threshold in units of the detection image's pixel noise (sep smooths with a 3 × 3
+# kernel first, which makes this ≈ 4σ of the smoothed noise). On 150 LSST-like blends it finds
+# 79 % of all galaxies and 99.3 % of the targets with no spurious detection; 5 finds 33 % of them.
+DETECTION_THRESHOLD = 1.5
 
 
 @dataclasses.dataclass
@@ -96,7 +100,7 @@ def _checked_scene(image, deblender):
 
 
 def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separation=2.0, refine=False,
-                  map_steps=150, **detect_kwargs):
+                  map_steps=150, threshold=DETECTION_THRESHOLD, **detect_kwargs):
     """Detect and deblend every galaxy of a scene; optionally refine all of them jointly (MAP).
 
     Args:
@@ -107,7 +111,8 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separat
         min_separation: a detection closer than this to a galaxy already found is ignored [pixels].
         refine: run :func:`map_refine` on the result.
         map_steps: gradient steps of the MAP refinement.
-        **detect_kwargs: passed to :func:`lenstronomy_vae.detection.detect` (e.g. ``threshold``).
+        threshold: detection threshold (see :data:`DETECTION_THRESHOLD`).
+        **detect_kwargs: passed to :func:`lenstronomy_vae.detection.detect` (e.g. ``min_area``).
 
     Returns:
         :class:`SceneResult`.
@@ -121,7 +126,7 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separat
     residual = image.copy()
     galaxies = []
     for _ in range(max_iterations):
-        detections = detect(residual, noise_sigma, **detect_kwargs)
+        detections = detect(residual, noise_sigma, threshold=threshold, **detect_kwargs)
         new = [(x, y) for x, y in zip(detections.x, detections.y)
                if all(np.hypot(x - g.x, y - g.y) >= min_separation for g in galaxies)]
         if not new:

@@ -181,6 +181,32 @@ def fit_resumable(build, arrays, n_train, epochs, checkpoint_dir, batch_size=64,
     return model, state
 
 
+def hardware():
+    """What training ran on, e.g. ``"2 CPU cores, 0 GPU(s)"``."""
+    return f"{os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPU(s)"
+
+
+def ship(model, name, weights_dir, training_data, summary, kind, parent=None, default=False):
+    """Export a trained network to ``weights_dir/name.keras`` and record it in the manifest.
+
+    Returns:
+        the summary with ``model_file`` and ``model_bytes`` added.
+    """
+    from lenstronomy_vae.manifest import add_to_manifest, export_model
+
+    model_file = export_model(model, pathlib.Path(weights_dir) / f"{name}.keras")
+    add_to_manifest(weights_dir, name, model_file, model, training_data, summary, default=default, kind=kind,
+                    parent=parent)
+    return {**summary, "model_file": str(model_file), "model_bytes": model_file.stat().st_size}
+
+
+def split_three(stamps, held_out, validation):
+    """(held-out, validation, training) subsets of a GalaxySet or BlendSet, in that order of rows."""
+    held_out_set, rest = stamps.split(held_out)
+    validation_set, train_set = rest.split(validation)
+    return held_out_set, validation_set, train_set
+
+
 def cosine_adam(learning_rate, total_steps):
     """Adam with a cosine decay of the learning rate to 1 % over ``total_steps``."""
     return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, total_steps, alpha=0.01))
@@ -254,10 +280,9 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
         dict: held-out median SSIM and relative flux errors, losses, seconds, hardware, file size.
     """
     from lenstronomy_vae.evaluate import reconstruction_metrics
-    from lenstronomy_vae.manifest import add_to_manifest, export_model
+
     galaxies = load_stamp_set(data)
-    held_out_set, rest = galaxies.split(held_out)
-    validation_set, train_set = rest.split(validation)
+    held_out_set, validation_set, train_set = split_three(galaxies, held_out, validation)
     config = VAEConfig(image_size=galaxies.observed.shape[1], bands=tuple(galaxies.bands),
                        pixel_scale=galaxies.pixel_scale, **(config_options or {}))
     vae, state = train_vae(train_set, validation_set, config, epochs, checkpoint_dir, batch_size=batch_size,
@@ -272,10 +297,8 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
         "final_train_loss": state["history"][-1].get("loss"),
         "final_val_loss": state["history"][-1].get("val_loss"),
         "train_seconds_last_run": state.get("train_seconds_this_run"),
-        "hardware": f"{os.cpu_count()} CPU cores, {len(tf.config.list_physical_devices('GPU'))} GPU(s)",
+        "hardware": hardware(),
     }
-    model_file = export_model(vae, pathlib.Path(weights_dir) / f"{name}.keras")
     training_data = {"file": pathlib.Path(data).name, "train": len(train_set), "validation": len(validation_set),
                      "held_out": len(held_out_set), "simulation": galaxies.config.to_dict()}
-    add_to_manifest(weights_dir, name, model_file, vae, training_data, summary, default=default)
-    return {**summary, "model_file": str(model_file), "model_bytes": model_file.stat().st_size}
+    return ship(vae, name, weights_dir, training_data, summary, kind="vae", default=default)
