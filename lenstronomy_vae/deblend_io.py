@@ -9,7 +9,7 @@ from astropy.table import Table
 from lenstronomy_vae.fits_io import read_image
 from lenstronomy_vae.io import atomic_path
 from lenstronomy_vae.metrics import adaptive_moments_shape
-from lenstronomy_vae.models import load_network, load_vae
+from lenstronomy_vae.models import load_network
 from lenstronomy_vae.scene import deblend_scene
 from lenstronomy_vae.surveys import get_survey
 
@@ -43,9 +43,11 @@ def galaxy_table(result, deblender, survey, regressor=None):
         predicted = regressor.predict_quantities(np.stack(stamps))
         for name, values in predicted.items():
             table[name] = values
-    for column, unit in (("x", "pix"), ("y", "pix"), *((f"flux_{band}", survey.flux_unit) for band in bands)):
-        if column in table.colnames:
-            table[column].unit = unit
+    for column in ("x", "y"):
+        table[column].unit = "pix"
+    for band in bands:
+        if f"flux_{band}" in table.colnames:
+            table[f"flux_{band}"].description = f"PSF-convolved model flux [{survey.flux_unit}]"
     return table
 
 
@@ -61,10 +63,11 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     Returns:
         the galaxy table (:func:`galaxy_table`).
     """
+    from lenstronomy_vae.deblender import Deblender
     from lenstronomy_vae.regressor import LatentRegressor
 
     survey = get_survey(survey)
-    model = load_vae(deblender)
+    model = load_network(deblender, Deblender)
     cube, _ = read_image(image_path, hdu=hdu, ndim=3)
     if cube.shape[0] != model.config.num_bands:
         raise ValueError(f"{image_path} has {cube.shape[0]} bands but the deblender was trained on "
@@ -81,8 +84,10 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     size, n_bands = model.config.image_size, model.config.num_bands
     stamps = np.array([np.moveaxis(g.model, -1, 0) for g in result.galaxies]).reshape(-1, n_bands, size, size)
     intrinsic = np.array([np.moveaxis(g.intrinsic, -1, 0) for g in result.galaxies]).reshape(-1, n_bands, size, size)
-    header = fits.Header({"BANDS": " ".join(model.config.bands), "BUNIT": survey.flux_unit,
-                          "PIXSCALE": (survey.pixel_scale, "arcsec per pixel")})
+    header = fits.Header()
+    header["BANDS"] = (" ".join(model.config.bands), "bands of the cube axis")
+    header["BUNIT"] = survey.flux_unit
+    header["PIXSCALE"] = (survey.pixel_scale, "arcsec per pixel")
     hdus = fits.HDUList([
         fits.PrimaryHDU(header=header),
         fits.ImageHDU(np.moveaxis(result.model, -1, 0).astype(np.float32), header, name="MODEL"),
@@ -93,7 +98,7 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     ])
     hdus[-1].name = "GALAXIES"
     with atomic_path(out / "deblended.fits") as temporary:
-        hdus.writeto(temporary)
+        hdus.writeto(temporary, overwrite=True)
     with atomic_path(out / "galaxies.ecsv") as temporary:
-        table.write(temporary, format="ascii.ecsv")
+        table.write(temporary, format="ascii.ecsv", overwrite=True)
     return table

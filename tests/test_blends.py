@@ -1,5 +1,7 @@
 """LSST-like blended scenes: survey numbers, truth consistency, noise, shapes, reproducibility, storage."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import surveycodex
@@ -141,3 +143,30 @@ def test_hdf5_round_trip(scenes, tmp_path):
 def test_bad_config_is_rejected_naming_the_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BlendSimConfig(**kwargs)
+
+
+def test_processes_do_not_change_the_scenes(scenes):
+    parallel = simulate_blends(4, scenes.config, seed=5, processes=2)
+    np.testing.assert_array_equal(parallel.blend, scenes.blend)
+    assert parallel.truth.tobytes() == scenes.truth.tobytes()
+
+
+def test_quarter_turn_keeps_the_galaxies_and_negates_their_intrinsic_shapes(scenes):
+    turned = simulate_blends(4, dataclasses.replace(scenes.config, quarter_turn=True), seed=5)
+    np.testing.assert_array_equal(turned.n_objects, scenes.n_objects)
+    np.testing.assert_allclose(turned.truth["flux"], scenes.truth["flux"])
+    np.testing.assert_allclose(turned.truth["g1"], -scenes.truth["g1"], atol=1e-12)
+    np.testing.assert_allclose(turned.truth["g2"], -scenes.truth["g2"], atol=1e-12)
+    measured = np.isfinite(turned.truth["hsm_g1"]) & np.isfinite(scenes.truth["hsm_g1"])
+    np.testing.assert_allclose(turned.truth["hsm_g1"][measured], -scenes.truth["hsm_g1"][measured], atol=0.02)
+
+
+def test_split_keeps_scenes_and_their_truth_rows_together(scenes):
+    first, rest = scenes.split(1)
+    assert len(first) == 1 and len(rest) == 3
+    assert len(first.truth) == scenes.n_objects[0] and np.all(rest.truth["scene"] >= 1)
+    np.testing.assert_array_equal(rest.blend, scenes.blend[1:])
+    assert first.noise_sigma.shape == (1, 6)
+    np.testing.assert_allclose(first.noise_sigma[0] ** 2, LSST.sky_levels, rtol=1e-6)
+    with pytest.raises(ValueError, match="n_first must be below the set's 4 scenes"):
+        scenes.split(4)

@@ -106,3 +106,53 @@ def test_simulate_then_train_ship_a_model_with_its_manifest(tmp_path, capsys):
 def test_simulate_refuses_an_unknown_survey(tmp_path, capsys):
     assert main(["simulate", "--n", "2", "--survey", "jwst", "--out", str(tmp_path / "x.h5"), "--quiet"]) == 2
     assert "jwst" in capsys.readouterr().err
+
+
+def test_blend_commands_train_ship_report_and_deblend(lsst_vae, tmp_path, capsys):
+    """simulate-blends → train-deblender → train-regressor → report → deblend, on tiny inputs."""
+    vae_path = tmp_path / "vae.keras"
+    lsst_vae.save(vae_path)
+    data = tmp_path / "blends.h5"
+    assert main(["simulate-blends", "--n", "12", "--seed", "3", "--out", str(data), "--quiet"]) == 0
+    weights = tmp_path / "weights"
+    common = ["--data", str(data), "--weights-dir", str(weights), "--held-out", "4", "--validation", "4",
+              "--epochs", "1", "--batch-size", "4"]
+    assert main(["train-deblender", *common, "--vae", str(vae_path), "--name", "tiny_deblender",
+                 "--checkpoint-dir", str(tmp_path / "run_d")]) == 0
+    assert main(["train-regressor", *common, "--encoder", str(weights / "tiny_deblender.keras"),
+                 "--name", "tiny_regressor", "--checkpoint-dir", str(tmp_path / "run_r")]) == 0
+    manifest = json.loads((weights / "manifest.json").read_text())
+    assert manifest["models"]["tiny_deblender"]["kind"] == "deblender"
+    assert manifest["models"]["tiny_regressor"]["parent"].endswith("tiny_deblender.keras")
+    assert manifest["default"] is None  # a deblender or regressor never becomes the default VAE
+    assert manifest["models"]["tiny_deblender"]["metrics"]["held_out_scenes"] == 4
+
+    out = tmp_path / "report"
+    assert main(["report", "--data", str(data), "--deblender", str(weights / "tiny_deblender.keras"),
+                 "--regressor", str(weights / "tiny_regressor.keras"), "--map-scenes", "1", "--map-steps", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["scenes"] == 12 and report["map_scenes"] == 1 and (out / "report.png").stat().st_size > 0
+    assert "sep_segmentation" in capsys.readouterr().out
+
+    from lenstronomy_vae.blends import BlendSet
+
+    scene = BlendSet.load_hdf5(data).blend[0]
+    cube = tmp_path / "scene.fits"
+    fits.PrimaryHDU(np.moveaxis(scene, -1, 0)).writeto(cube)
+    deblended = tmp_path / "deblended"
+    assert main(["deblend", str(cube), "--deblender", str(weights / "tiny_deblender.keras"),
+                 "--regressor", str(weights / "tiny_regressor.keras"), "--out", str(deblended)]) == 0
+    with fits.open(deblended / "deblended.fits") as hdus:
+        n = len(hdus["GALAXIES"].data)
+        assert n >= 1 and hdus["STAMPS"].data.shape == (n, 6, 45, 45) and hdus["MODEL"].data.shape == (6, 45, 45)
+        np.testing.assert_allclose(hdus["MODEL"].data + hdus["RESIDUAL"].data, np.moveaxis(scene, -1, 0), atol=1e-2)
+    table = (deblended / "galaxies.ecsv").read_text()
+    assert "flux_i" in table and "redshift" in table
+
+    assert main(["deblend", str(cube), "--deblender", str(vae_path), "--out", str(deblended)]) == 2
+    assert "holds a GalaxyVAE, not a lenstronomy_vae Deblender" in capsys.readouterr().err
+    fits.PrimaryHDU(np.zeros((3, 20, 20))).writeto(tmp_path / "three.fits")
+    deblender = str(weights / "tiny_deblender.keras")
+    assert main(["deblend", str(tmp_path / "three.fits"), "--deblender", deblender, "--out", str(deblended)]) == 2
+    assert "has 3 bands but the deblender was trained on 6" in capsys.readouterr().err
