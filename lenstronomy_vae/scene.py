@@ -145,7 +145,7 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separat
 
 def _galaxy(deblender, kernels, x, y, row0, col0, latent):
     normalized = np.asarray(deblender.decoder(latent[None].astype(np.float32), training=False), dtype=np.float64)
-    intrinsic = np.maximum(deblender.normalization.inverse(normalized[0]), 0.0)
+    intrinsic = deblender.normalization.inverse(normalized[0])  # unclipped, as in evaluate.reconstruct
     return SceneGalaxy(x, y, row0, col0, np.asarray(latent, dtype=np.float64), intrinsic,
                        convolve_bands(intrinsic, kernels))
 
@@ -212,7 +212,7 @@ def _map_fitter(deblender):
     beta_1, beta_2, epsilon = 0.9, 0.999, 1e-7
 
     def loss(latents, rows, cols, image, inverse_variance, filters):
-        intrinsic = tf.nn.relu(normalization.inverse(decoder(latents, training=False)))
+        intrinsic = normalization.inverse(decoder(latents, training=False))
         convolved = tf.nn.depthwise_conv2d(intrinsic, filters, strides=[1, 1, 1, 1], padding="SAME")
         model = tf.einsum("krh,khwc,ksw->rsc", rows, convolved, cols)
         return 0.5 * tf.reduce_sum(tf.square(image - model) * inverse_variance) + 0.5 * tf.reduce_sum(
