@@ -27,7 +27,7 @@ def simulate_scene(seed, n_objects=4):
                            seed=seed)
 
 
-def deblend(scenes, deblender="lsst45_deblender", map_steps=150):
+def deblend(scenes, deblender="lsst45_deblender", map_steps=100):
     """Deblend the scene; return (result before MAP, result after MAP, rows pairing truth and galaxies)."""
     from lenstronomy_vae.deblender import Deblender
 
@@ -91,7 +91,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--out", default="deblend_scene")
-    parser.add_argument("--map-steps", type=int, default=150)
+    parser.add_argument("--map-steps", type=int, default=100)
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

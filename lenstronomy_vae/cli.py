@@ -298,7 +298,7 @@ def build_parser():
     deblend.add_argument("--survey", default="lsst", help="survey of the PSF and sky noise (default lsst)")
     deblend.add_argument("--hdu", type=int, default=None, help="HDU of the cube (default: the first 3-D one)")
     deblend.add_argument("--refine", action="store_true", help="MAP refinement of all galaxies jointly")
-    deblend.add_argument("--map-steps", type=int, default=150, help="gradient steps of the MAP refinement")
+    deblend.add_argument("--map-steps", type=int, default=100, help="most L-BFGS iterations of the MAP refinement")
     deblend.add_argument("--threshold", type=float, default=1.5,
                          help="detection threshold in units of the detection image's pixel noise (sep; default 1.5)")
     deblend.set_defaults(run=_deblend)
@@ -348,7 +348,7 @@ def build_parser():
     report.add_argument("--shear-sets", nargs=4, default=None, metavar=("PLUS", "MINUS", "PLUS_TURNED", "MINUS_TURNED"),
                         help="blend sets with shear +g, -g, and the same turned by 90 degrees (same seed)")
     report.add_argument("--map-scenes", type=int, default=None, help="scenes that also get MAP (default all; slow)")
-    report.add_argument("--map-steps", type=int, default=150, help="gradient steps of the MAP refinement")
+    report.add_argument("--map-steps", type=int, default=100, help="most L-BFGS iterations of the MAP refinement")
     report.add_argument("--out", default="report_output", help="output directory (default: report_output)")
     report.add_argument("--quiet", action="store_true", help="no progress bar")
     report.set_defaults(run=_report)

@@ -52,7 +52,7 @@ def galaxy_table(result, deblender, survey, regressor=None):
 
 
 def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, survey="lsst", hdu=None,
-                 refine=False, map_steps=150, threshold=1.5):
+                 refine=False, map_steps=100, threshold=1.5):
     """Deblend a FITS cube (bands, H, W) and write ``out/deblended.fits`` and ``out/galaxies.ecsv``.
 
     ``deblended.fits`` holds HDUs ``MODEL`` and ``RESIDUAL`` (bands, H, W), ``STAMPS`` (galaxies,

@@ -35,7 +35,7 @@ SNR_EDGES = (0, 10, 20, 40, 80, 1e5)
 BLENDEDNESS_EDGES = (0, 0.01, 0.05, 0.2, 0.5, 1.0)
 
 
-def target_estimates(blends, deblender, map_scenes=None, map_steps=150, progress=False):
+def target_estimates(blends, deblender, map_scenes=None, map_steps=100, progress=False):
     """Each method's image of the target galaxy of every scene.
 
     Args:
@@ -43,7 +43,7 @@ def target_estimates(blends, deblender, map_scenes=None, map_steps=150, progress
         deblender: trained :class:`lenstronomy_vae.deblender.Deblender` for the set's bands.
         map_scenes: scenes (the first ones) that also get field mode + MAP refinement, which
             costs seconds per scene on a CPU; default all.
-        map_steps: Adam steps of the MAP refinement.
+        map_steps: largest number of L-BFGS iterations of the MAP refinement.
         progress: tqdm progress bar over the MAP scenes.
 
     Returns:
@@ -155,7 +155,7 @@ def regressor_shear_bias(regressor, plus, minus, plus_turned, minus_turned):
     return shear_bias(estimates[0], estimates[1], tuple(shear), estimates[2], estimates[3])
 
 
-def compare(blends, deblender, regressor=None, shear_sets=None, map_scenes=None, map_steps=150, progress=False):
+def compare(blends, deblender, regressor=None, shear_sets=None, map_scenes=None, map_steps=100, progress=False):
     """The side-by-side report: a JSON-ready dict with a table row per method, binned rows, shear bias.
 
     Args:

@@ -8,7 +8,7 @@ Detection then runs again on the residual, to find sources hidden by brighter on
 
 MAP refinement (:func:`map_refine`) then fits the latent vectors of all galaxies jointly: it
 minimises ``½ Σ (image − Σ_k PSF ⊗ decoder(z_k))² / σ² + ½ Σ_k |z_k|²`` (Gaussian likelihood
-with variance sky + max(image, 0), N(0, 1) prior) by gradient descent through the decoder.
+with variance sky + max(image, 0), N(0, 1) prior) by L-BFGS with the decoder's gradients.
 
 Images are (H, W, bands) arrays in the survey's image units, sky-subtracted; positions are in
 pixels with ``sep``'s convention (``x`` the column, ``y`` the row, pixel centres at integers).
@@ -30,6 +30,8 @@ KERNEL_SIZE = 25
 # kernel first, which makes this ≈ 4σ of the smoothed noise). On 150 LSST-like blends it finds
 # 79 % of all galaxies and 99.3 % of the targets with no spurious detection; 5 finds 33 % of them.
 DETECTION_THRESHOLD = 1.5
+# MAP latents stay within ±5σ of the N(0, 1) prior, away from where the decoder saturates.
+LATENT_BOUND = 5.0
 
 
 @dataclasses.dataclass
@@ -61,11 +63,13 @@ class SceneResult:
         galaxies: list of :class:`SceneGalaxy`, in the order they were found.
         model: (H, W, bands) sum of the galaxies' PSF-convolved models [image units].
         residual: image − model.
+        map_loss: (before, after) MAP loss of a refined scene; None otherwise.
     """
 
     galaxies: list
     model: np.ndarray
     residual: np.ndarray
+    map_loss: tuple = None
 
     def nearest(self, x, y):
         """The galaxy whose detection is nearest to pixel (x, y), or None if there is none."""
@@ -100,7 +104,7 @@ def _checked_scene(image, deblender):
 
 
 def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separation=2.0, refine=False,
-                  map_steps=150, threshold=DETECTION_THRESHOLD, **detect_kwargs):
+                  map_steps=100, threshold=DETECTION_THRESHOLD, **detect_kwargs):
     """Detect and deblend every galaxy of a scene; optionally refine all of them jointly (MAP).
 
     Args:
@@ -110,7 +114,7 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separat
         max_iterations: detection passes on the residual.
         min_separation: a detection closer than this to a galaxy already found is ignored [pixels].
         refine: run :func:`map_refine` on the result.
-        map_steps: gradient steps of the MAP refinement.
+        map_steps: largest number of L-BFGS iterations of the MAP refinement.
         threshold: detection threshold (see :data:`DETECTION_THRESHOLD`).
         **detect_kwargs: passed to :func:`lenstronomy_vae.detection.detect` (e.g. ``min_area``).
 
@@ -160,24 +164,30 @@ def _shift_matrices(offsets, stamp_size, image_size):
     return matrices
 
 
-def map_refine(deblender, image, result, survey="lsst", steps=150, learning_rate=0.05):
+def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=LATENT_BOUND):
     """Maximum a posteriori latents of all galaxies of a scene, fitted jointly.
 
     Starts from ``result``'s latents and keeps its stamp positions. Minimises
-    ``½ Σ (image − model)² / σ² + ½ Σ_k |z_k|²`` with Adam, where ``model`` is the sum of the
-    decoded galaxies convolved with the PSF and σ² = sky + max(image, 0) per pixel.
+    ``½ Σ (image − model)² / σ² + ½ Σ_k |z_k|²`` by L-BFGS-B (scipy) with gradients through
+    the decoder (TensorFlow), where ``model`` is the sum of the decoded galaxies convolved
+    with the PSF and σ² = sky + max(image, 0) per pixel. A line search makes every accepted
+    step lower the loss; plain gradient steps (Adam at 0.05) diverged on LSST-like scenes,
+    the decoded flux being steep in some latent directions.
 
     Args:
         deblender: the :class:`~lenstronomy_vae.deblender.Deblender` (its frozen decoder is used).
         image: (H, W, bands) scene [image units].
         result: :class:`SceneResult` from :func:`deblend_scene`.
         survey: survey name or :class:`~lenstronomy_vae.surveys.Survey`.
-        steps: Adam steps.
-        learning_rate: Adam learning rate (latent units per step).
+        steps: largest number of L-BFGS iterations.
+        latent_bound: each latent stays in [−bound, bound] (the N(0, 1) prior's far tail).
 
     Returns:
-        a new :class:`SceneResult` with the refined galaxies.
+        a new :class:`SceneResult` with the refined galaxies; its ``map_loss`` holds the loss
+        before and after.
     """
+    from scipy.optimize import minimize
+
     survey = get_survey(survey) if isinstance(survey, str) else survey
     image = _checked_scene(image, deblender)
     bands = deblender.config.bands
@@ -185,19 +195,28 @@ def map_refine(deblender, image, result, survey="lsst", steps=150, learning_rate
     kernels = survey_kernels(survey, bands)
     size = deblender.config.image_size
     galaxies = result.galaxies
-    rows = _shift_matrices([g.row0 for g in galaxies], size, image.shape[0])
-    cols = _shift_matrices([g.col0 for g in galaxies], size, image.shape[1])
-    inverse_variance = 1.0 / (sky + np.maximum(image, 0.0))
-    latents = _map_fitter(deblender)(
-        tf.constant(np.stack([g.latent for g in galaxies]), tf.float32), tf.constant(rows), tf.constant(cols),
-        tf.constant(image, tf.float32), tf.constant(inverse_variance, tf.float32), tf.constant(_as_filters(kernels)),
-        tf.constant(steps), tf.constant(learning_rate, tf.float32))
+    start = np.stack([g.latent for g in galaxies])
+    constants = (tf.constant(_shift_matrices([g.row0 for g in galaxies], size, image.shape[0])),
+                 tf.constant(_shift_matrices([g.col0 for g in galaxies], size, image.shape[1])),
+                 tf.constant(image, tf.float32), tf.constant(1.0 / (sky + np.maximum(image, 0.0)), tf.float32),
+                 tf.constant(_as_filters(kernels)))
+    loss_and_gradient = _map_loss(deblender)
+
+    def objective(flat):
+        value, gradient = loss_and_gradient(tf.constant(flat.reshape(start.shape), tf.float32), *constants)
+        return float(value), np.asarray(gradient, dtype=np.float64).ravel()
+
+    initial = np.clip(start.ravel(), -latent_bound, latent_bound)
+    fitted = minimize(objective, initial, jac=True, method="L-BFGS-B", options={"maxiter": steps},
+                      bounds=[(-latent_bound, latent_bound)] * len(initial))
+    before = objective(initial)[0]
+    latents = fitted.x if fitted.fun <= before else initial
     refined = [_galaxy(deblender, kernels, g.x, g.y, g.row0, g.col0, z)
-               for g, z in zip(galaxies, latents.numpy().astype(np.float64))]
+               for g, z in zip(galaxies, latents.reshape(start.shape))]
     model = np.zeros_like(image)
     for galaxy in refined:
         paste(model, galaxy.model, galaxy.row0, galaxy.col0)
-    return SceneResult(refined, model, image - model)
+    return SceneResult(refined, model, image - model, map_loss=(before, min(fitted.fun, before)))
 
 
 def _as_filters(kernels):
@@ -206,31 +225,19 @@ def _as_filters(kernels):
 
 
 @functools.lru_cache(maxsize=4)
-def _map_fitter(deblender):
-    """A compiled MAP fit for one deblender's decoder: Adam on the latents, ``steps`` times."""
+def _map_loss(deblender):
+    """A compiled MAP loss and its gradient with respect to the latents, for one deblender's decoder."""
     decoder, normalization = deblender.decoder, deblender.normalization
-    beta_1, beta_2, epsilon = 0.9, 0.999, 1e-7
-
-    def loss(latents, rows, cols, image, inverse_variance, filters):
-        intrinsic = normalization.inverse(decoder(latents, training=False))
-        convolved = tf.nn.depthwise_conv2d(intrinsic, filters, strides=[1, 1, 1, 1], padding="SAME")
-        model = tf.einsum("krh,khwc,ksw->rsc", rows, convolved, cols)
-        return 0.5 * tf.reduce_sum(tf.square(image - model) * inverse_variance) + 0.5 * tf.reduce_sum(
-            tf.square(latents))
 
     @tf.function(reduce_retracing=True)
-    def fit(latents, rows, cols, image, inverse_variance, filters, steps, learning_rate):
-        first, second = tf.zeros_like(latents), tf.zeros_like(latents)
-        for step in tf.range(1, steps + 1):
-            with tf.GradientTape() as tape:
-                tape.watch(latents)
-                value = loss(latents, rows, cols, image, inverse_variance, filters)
-            gradient = tape.gradient(value, latents)
-            first = beta_1 * first + (1 - beta_1) * gradient
-            second = beta_2 * second + (1 - beta_2) * tf.square(gradient)
-            t = tf.cast(step, tf.float32)
-            corrected = first / (1 - beta_1**t) / (tf.sqrt(second / (1 - beta_2**t)) + epsilon)
-            latents = latents - learning_rate * corrected
-        return latents
+    def loss_and_gradient(latents, rows, cols, image, inverse_variance, filters):
+        with tf.GradientTape() as tape:
+            tape.watch(latents)
+            intrinsic = normalization.inverse(decoder(latents, training=False))
+            convolved = tf.nn.depthwise_conv2d(intrinsic, filters, strides=[1, 1, 1, 1], padding="SAME")
+            model = tf.einsum("krh,khwc,ksw->rsc", rows, convolved, cols)
+            loss = 0.5 * tf.reduce_sum(tf.square(image - model) * inverse_variance) + 0.5 * tf.reduce_sum(
+                tf.square(latents))
+        return loss, tape.gradient(loss, latents)
 
-    return fit
+    return loss_and_gradient
