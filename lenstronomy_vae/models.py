@@ -108,6 +108,9 @@ def load_network(model, kind=None):
             archive, one that would need code execution (e.g. a Lambda layer), or one holding
             another kind of network.
     """
+    # Registers the Deblender and LatentRegressor classes that a file may name (Keras looks them up by name).
+    from lenstronomy_vae import deblender, regressor  # noqa: F401
+
     kind = kind or GalaxyVAE
     path, entry = resolve(model)
     if not path.is_file():

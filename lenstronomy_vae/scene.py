@@ -172,7 +172,8 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
     the decoder (TensorFlow), where ``model`` is the sum of the decoded galaxies convolved
     with the PSF and σ² = sky + max(image, 0) per pixel. A line search makes every accepted
     step lower the loss; plain gradient steps (Adam at 0.05) diverged on LSST-like scenes,
-    the decoded flux being steep in some latent directions.
+    the decoded flux being steep in some latent directions. The fluxes are then refitted
+    linearly (:func:`fit_fluxes`).
 
     Args:
         deblender: the :class:`~lenstronomy_vae.deblender.Deblender` (its frozen decoder is used).
@@ -198,7 +199,7 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
     start = np.stack([g.latent for g in galaxies])
     constants = (tf.constant(_shift_matrices([g.row0 for g in galaxies], size, image.shape[0])),
                  tf.constant(_shift_matrices([g.col0 for g in galaxies], size, image.shape[1])),
-                 tf.constant(image, tf.float32), tf.constant(1.0 / (sky + np.maximum(image, 0.0)), tf.float32),
+                 tf.constant(image, tf.float64), tf.constant(1.0 / (sky + np.maximum(image, 0.0)), tf.float64),
                  tf.constant(_as_filters(kernels)))
     loss_and_gradient = _map_loss(deblender)
 
@@ -213,10 +214,44 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
     latents = fitted.x if fitted.fun <= before else initial
     refined = [_galaxy(deblender, kernels, g.x, g.y, g.row0, g.col0, z)
                for g, z in zip(galaxies, latents.reshape(start.shape))]
+    refined = fit_fluxes(image, refined, sky)
     model = np.zeros_like(image)
     for galaxy in refined:
         paste(model, galaxy.model, galaxy.row0, galaxy.col0)
     return SceneResult(refined, model, image - model, map_loss=(before, min(fitted.fun, before)))
+
+
+def fit_fluxes(image, galaxies, sky):
+    """Rescale each galaxy's model per band by a joint, non-negative linear fit to the image.
+
+    The decoder's shapes are kept; their amplitudes in each band are the weighted least-squares
+    (weights 1 / (sky + max(image, 0))) non-negative solution for all galaxies together, as
+    lenstronomy solves linear amplitudes. The decoder's own flux is steep near the top of the
+    normalisation (a decoded value near 1 maps to a flux far beyond the training range), so
+    the linear fit is the flux estimate of record.
+
+    Args:
+        image: (H, W, bands) scene [image units].
+        galaxies: list of :class:`SceneGalaxy`.
+        sky: (bands,) sky level per pixel [image units].
+
+    Returns:
+        list of :class:`SceneGalaxy` with ``model`` and ``intrinsic`` rescaled per band.
+    """
+    from scipy.optimize import nnls
+
+    templates = np.zeros((len(galaxies),) + image.shape)
+    for k, galaxy in enumerate(galaxies):
+        paste(templates[k], galaxy.model, galaxy.row0, galaxy.col0)
+    scales = np.ones((len(galaxies), image.shape[-1]))
+    for b in range(image.shape[-1]):
+        weight = 1.0 / np.sqrt(sky[b] + np.maximum(image[..., b], 0.0)).ravel()
+        design = templates[..., b].reshape(len(galaxies), -1).T * weight[:, None]
+        usable = np.any(design != 0, axis=0)
+        if usable.any():
+            scales[usable, b] = nnls(design[:, usable], image[..., b].ravel() * weight)[0]
+    return [dataclasses.replace(galaxy, model=galaxy.model * scale, intrinsic=galaxy.intrinsic * scale)
+            for galaxy, scale in zip(galaxies, scales)]
 
 
 def _as_filters(kernels):
@@ -235,9 +270,10 @@ def _map_loss(deblender):
             tape.watch(latents)
             intrinsic = normalization.inverse(decoder(latents, training=False))
             convolved = tf.nn.depthwise_conv2d(intrinsic, filters, strides=[1, 1, 1, 1], padding="SAME")
-            model = tf.einsum("krh,khwc,ksw->rsc", rows, convolved, cols)
+            # The sums in float64: the line search compares losses of ~10⁵ that differ by ~10⁻².
+            model = tf.cast(tf.einsum("krh,khwc,ksw->rsc", rows, convolved, cols), tf.float64)
             loss = 0.5 * tf.reduce_sum(tf.square(image - model) * inverse_variance) + 0.5 * tf.reduce_sum(
-                tf.square(latents))
+                tf.square(tf.cast(latents, tf.float64)))
         return loss, tape.gradient(loss, latents)
 
     return loss_and_gradient

@@ -78,9 +78,11 @@ def test_fit_reports_missing_files_and_images_without_pixel_scale(galaxy_files, 
     assert "not a readable FITS file" in capsys.readouterr().err
 
 
-def test_models_lists_the_shipped_model(capsys):
+def test_models_lists_the_shipped_models(capsys):
     assert main(["models"]) == 0
-    assert "hst64 (default): 64×64 px at 0.03″/px" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hst64 (default): vae, 64×64 px at 0.03″/px" in out
+    assert "lsst45: vae, 45×45 px at 0.2″/px, bands ['u', 'g', 'r', 'i', 'z', 'y']" in out
     assert main(["models", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["default"] == "hst64"
 

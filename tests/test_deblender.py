@@ -45,3 +45,14 @@ def test_bad_stamps_are_named(lsst_vae):
     stamps[0, 3, 4, 2] = np.nan
     with pytest.raises(ValueError, match=r"1 NaN or infinite pixel\(s\), first at .* \(0, 3, 4, 2\)"):
         deblender.encode(stamps)
+
+
+def test_a_fresh_process_loads_a_saved_deblender_by_path(lsst_vae, tmp_path):
+    import subprocess
+    import sys
+
+    Deblender.from_vae(lsst_vae).save(tmp_path / "deblender.keras")
+    code = ("from lenstronomy_vae.models import load_network; "
+            f"print(type(load_network({str(tmp_path / 'deblender.keras')!r})).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("Deblender")

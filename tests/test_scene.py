@@ -48,9 +48,9 @@ def test_map_refinement_lowers_the_posterior_loss(lsst_vae, two_galaxy_field):
         chi2 = np.sum(result.residual**2 / (sky + np.maximum(image, 0)))
         return 0.5 * chi2 + 0.5 * np.sum(latents**2)
 
-    assert objective(refined) < objective(start)
-    assert refined.map_loss[0] == pytest.approx(objective(start), rel=1e-4)
-    assert refined.map_loss[1] == pytest.approx(objective(refined), rel=1e-4)
+    before, after = refined.map_loss
+    assert before == pytest.approx(objective(start), rel=1e-6) and after < before
+    assert objective(refined) <= after * (1 + 1e-9)  # the linear flux refit only lowers χ²
     assert [g.row0 for g in refined.galaxies] == [g.row0 for g in start.galaxies]
 
 
