@@ -2,7 +2,9 @@
 
 Field mode (:func:`deblend_scene`), after Arcelin et al. (2021): sources are detected on the
 residual image (``sep``), brightest first; for each new one the deblender reads a stamp centred
-on it, its decoded galaxy is convolved with the survey PSF and subtracted from the residual.
+on it, its decoded galaxy is convolved with the survey PSF, its flux per band fitted linearly
+(:func:`fit_fluxes`) and it is subtracted from the residual. All fluxes are refitted jointly at
+the end.
 Detection then runs again on the residual, to find sources hidden by brighter ones, up to
 ``max_iterations`` times.
 
@@ -42,8 +44,9 @@ class SceneGalaxy:
         x, y: detection centre: column and row [pixels]; its stamp is centred on the nearest pixel.
         row0, col0: image row and column of the stamp's top-left pixel (may be negative).
         latent: (latent_dim,) latent vector.
-        intrinsic: (S, S, bands) decoded galaxy without PSF [image units].
+        intrinsic: (S, S, bands) decoded galaxy without PSF, times ``scale`` [image units].
         model: (S, S, bands) ``intrinsic`` convolved with the PSF [image units].
+        scale: (bands,) factor from the decoded flux to the linearly fitted one (:func:`fit_fluxes`).
     """
 
     x: float
@@ -53,6 +56,7 @@ class SceneGalaxy:
     latent: np.ndarray
     intrinsic: np.ndarray
     model: np.ndarray
+    scale: np.ndarray = None
 
 
 @dataclasses.dataclass
@@ -103,7 +107,7 @@ def _checked_scene(image, deblender):
     return image
 
 
-def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separation=2.0, refine=False,
+def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separation=5.0, refine=False,
                   map_steps=100, threshold=DETECTION_THRESHOLD, **detect_kwargs):
     """Detect and deblend every galaxy of a scene; optionally refine all of them jointly (MAP).
 
@@ -111,8 +115,12 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separat
         deblender: a trained :class:`lenstronomy_vae.deblender.Deblender`.
         image: (H, W, bands) sky-subtracted scene in image units, bands as the deblender's.
         survey: survey name or :class:`~lenstronomy_vae.surveys.Survey` (PSF and sky noise).
-        max_iterations: detection passes on the residual.
-        min_separation: a detection closer than this to a galaxy already found is ignored [pixels].
+        max_iterations: detection passes; passes after the first run on the residual, to find
+            galaxies hidden by brighter ones. Default 1: on LSST-like blends with the shipped
+            deblender a second pass mostly finds the residuals of imperfect models (a 4-galaxy
+            scene of examples/deblend_lsst_scene.py gave 3 true and 2 spurious detections).
+        min_separation: a detection closer than this to a galaxy already found is ignored [pixels]: 5
+            (1″ for LSST, 1.4 PSF widths) keeps the residual of an imperfect model from being found again.
         refine: run :func:`map_refine` on the result.
         map_steps: largest number of L-BFGS iterations of the MAP refinement.
         threshold: detection threshold (see :data:`DETECTION_THRESHOLD`).
@@ -124,7 +132,8 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separat
     survey = get_survey(survey) if isinstance(survey, str) else survey
     image = _checked_scene(image, deblender)
     bands = deblender.config.bands
-    noise_sigma = np.sqrt([survey.sky_levels[survey.band_index(band)] for band in bands])
+    sky = np.array([survey.sky_levels[survey.band_index(band)] for band in bands])
+    noise_sigma = np.sqrt(sky)
     kernels = survey_kernels(survey, bands)
     size = deblender.config.image_size
     residual = image.copy()
@@ -138,20 +147,25 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=3, min_separat
         for x, y in new:
             stamp, (row0, col0) = cutout(residual, x, y, size)
             latent = deblender.encode(stamp[None])[0]
-            galaxy = _galaxy(deblender, kernels, float(x), float(y), row0, col0, latent)
+            galaxy = fit_fluxes(residual, [_galaxy(deblender, kernels, float(x), float(y), row0, col0, latent)], sky)[0]
             paste(residual, -galaxy.model, row0, col0)
             galaxies.append(galaxy)
-    result = SceneResult(galaxies, image - residual, residual)
+    galaxies = fit_fluxes(image, galaxies, sky) if galaxies else galaxies
+    model = np.zeros_like(image)
+    for galaxy in galaxies:
+        paste(model, galaxy.model, galaxy.row0, galaxy.col0)
+    result = SceneResult(galaxies, model, image - model)
     if refine and galaxies:
         result = map_refine(deblender, image, result, survey, steps=map_steps)
     return result
 
 
-def _galaxy(deblender, kernels, x, y, row0, col0, latent):
+def _galaxy(deblender, kernels, x, y, row0, col0, latent, scale=None):
     normalized = np.asarray(deblender.decoder(latent[None].astype(np.float32), training=False), dtype=np.float64)
-    intrinsic = deblender.normalization.inverse(normalized[0])  # unclipped, as in evaluate.reconstruct
+    scale = np.ones(deblender.config.num_bands) if scale is None else np.asarray(scale, dtype=np.float64)
+    intrinsic = deblender.normalization.inverse(normalized[0]) * scale  # unclipped, as in evaluate.reconstruct
     return SceneGalaxy(x, y, row0, col0, np.asarray(latent, dtype=np.float64), intrinsic,
-                       convolve_bands(intrinsic, kernels))
+                       convolve_bands(intrinsic, kernels), scale)
 
 
 def _shift_matrices(offsets, stamp_size, image_size):
@@ -167,7 +181,7 @@ def _shift_matrices(offsets, stamp_size, image_size):
 def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=LATENT_BOUND):
     """Maximum a posteriori latents of all galaxies of a scene, fitted jointly.
 
-    Starts from ``result``'s latents and keeps its stamp positions. Minimises
+    Starts from ``result``'s latents and keeps its stamp positions and flux scales. Minimises
     ``½ Σ (image − model)² / σ² + ½ Σ_k |z_k|²`` by L-BFGS-B (scipy) with gradients through
     the decoder (TensorFlow), where ``model`` is the sum of the decoded galaxies convolved
     with the PSF and σ² = sky + max(image, 0) per pixel. A line search makes every accepted
@@ -197,7 +211,9 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
     size = deblender.config.image_size
     galaxies = result.galaxies
     start = np.stack([g.latent for g in galaxies])
-    constants = (tf.constant(_shift_matrices([g.row0 for g in galaxies], size, image.shape[0])),
+    scales = np.stack([g.scale for g in galaxies])
+    constants = (tf.constant(scales, tf.float32),
+                 tf.constant(_shift_matrices([g.row0 for g in galaxies], size, image.shape[0])),
                  tf.constant(_shift_matrices([g.col0 for g in galaxies], size, image.shape[1])),
                  tf.constant(image, tf.float64), tf.constant(1.0 / (sky + np.maximum(image, 0.0)), tf.float64),
                  tf.constant(_as_filters(kernels)))
@@ -212,7 +228,7 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
                       bounds=[(-latent_bound, latent_bound)] * len(initial))
     before = objective(initial)[0]
     latents = fitted.x if fitted.fun <= before else initial
-    refined = [_galaxy(deblender, kernels, g.x, g.y, g.row0, g.col0, z)
+    refined = [_galaxy(deblender, kernels, g.x, g.y, g.row0, g.col0, z, g.scale)
                for g, z in zip(galaxies, latents.reshape(start.shape))]
     refined = fit_fluxes(image, refined, sky)
     model = np.zeros_like(image)
@@ -250,8 +266,8 @@ def fit_fluxes(image, galaxies, sky):
         usable = np.any(design != 0, axis=0)
         if usable.any():
             scales[usable, b] = nnls(design[:, usable], image[..., b].ravel() * weight)[0]
-    return [dataclasses.replace(galaxy, model=galaxy.model * scale, intrinsic=galaxy.intrinsic * scale)
-            for galaxy, scale in zip(galaxies, scales)]
+    return [dataclasses.replace(galaxy, model=galaxy.model * scale, intrinsic=galaxy.intrinsic * scale,
+                                scale=galaxy.scale * scale) for galaxy, scale in zip(galaxies, scales)]
 
 
 def _as_filters(kernels):
@@ -265,10 +281,10 @@ def _map_loss(deblender):
     decoder, normalization = deblender.decoder, deblender.normalization
 
     @tf.function(reduce_retracing=True)
-    def loss_and_gradient(latents, rows, cols, image, inverse_variance, filters):
+    def loss_and_gradient(latents, scales, rows, cols, image, inverse_variance, filters):
         with tf.GradientTape() as tape:
             tape.watch(latents)
-            intrinsic = normalization.inverse(decoder(latents, training=False))
+            intrinsic = normalization.inverse(decoder(latents, training=False)) * scales[:, None, None, :]
             convolved = tf.nn.depthwise_conv2d(intrinsic, filters, strides=[1, 1, 1, 1], padding="SAME")
             # The sums in float64: the line search compares losses of ~10⁵ that differ by ~10⁻².
             model = tf.cast(tf.einsum("krh,khwc,ksw->rsc", rows, convolved, cols), tf.float64)

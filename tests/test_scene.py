@@ -76,3 +76,12 @@ def test_empty_field_gives_no_galaxies(lsst_vae):
     result = deblend_scene(Deblender.from_vae(lsst_vae), image)
     assert result.galaxies == [] and np.all(result.model == 0)
     assert survey_kernels("lsst", ("i",)).shape == (1, 25, 25)
+
+
+def test_a_second_detection_pass_runs_on_the_residual(lsst_vae, two_galaxy_field):
+    image, positions = two_galaxy_field
+    result = deblend_scene(Deblender.from_vae(lsst_vae), image, max_iterations=2)
+    assert len(result.galaxies) >= 2
+    np.testing.assert_allclose(result.model + result.residual, image)
+    for first, second in zip(result.galaxies, result.galaxies[1:]):
+        assert np.hypot(first.x - second.x, first.y - second.y) >= 5.0
