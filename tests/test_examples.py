@@ -44,3 +44,24 @@ def test_fit_galaxy_from_fits_writes_reads_and_fits_a_simulated_galaxy(tmp_path)
     assert result["kwargs"]["amp"] == pytest.approx(truth["flux"], rel=0.1)
     assert 0.8 < result["reduced_chi2"] < 1.3
     assert (tmp_path / "galaxy_fit.png").is_file()
+
+
+def test_deblend_lsst_scene_recovers_the_separated_galaxies_with_the_shipped_networks(tmp_path):
+    example = load_example("deblend_lsst_scene")
+    scenes = example.simulate_scene(seed=4)
+    _, after, rows = example.deblend(scenes, map_steps=10)
+    # Objects 1 and 2 of this scene stand apart; 0 hides next to the bright 3 (sep finds one source).
+    for row in rows[1:3]:
+        assert row["map_flux_i"] == pytest.approx(row["true_flux_i"], rel=0.1)
+        assert np.hypot(*(np.subtract(row["map_e"], row["true_e"]))) < 0.06
+    assert example.plot(scenes, after, rows, tmp_path / "scene.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_regress_ellipticities_reads_shrunk_but_correlated_shapes(tmp_path):
+    example = load_example("regress_ellipticities")
+    truth, predicted, deblended = example.predict(40, seed=21)
+    summary = example.summary(truth, predicted)
+    for name in ("g1", "g2"):
+        assert 0.3 < summary[name]["slope"] < 0.9 and summary[name]["robust_sigma"] < 0.25
+    assert deblended.shape == (40, 2)
+    assert example.plot(truth, predicted, deblended, tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
