@@ -86,6 +86,16 @@ def test_shipped_models_match_their_manifest_and_decode_galaxies():
         path = pathlib.Path(SHIPPED) / entry["file"]
         assert sha256_of(path) == entry["sha256"]
         assert path.stat().st_size < 10_000_000
+        if entry["kind"] == "regressor":
+            from lenstronomy_vae.models import load_network
+            from lenstronomy_vae.regressor import LatentRegressor
+
+            regressor = load_network(name, LatentRegressor)
+            size = entry["image_size"]
+            predicted = regressor.predict_quantities(np.zeros((1, size, size, len(entry["bands"]))))
+            assert set(predicted) == {"g1", "g2", "redshift"} and entry["parent"] in manifest["models"]
+            assert entry["metrics"]["sigma_de1"] < 0.3
+            continue
         model = load_galaxy_model(name)
         assert isinstance(model.vae, GalaxyVAE)
         assert (model.latent_dim, model.image_size, list(model.bands)) == (
@@ -95,3 +105,4 @@ def test_shipped_models_match_their_manifest_and_decode_galaxies():
         peak = np.unravel_index(np.argmax(stamp), stamp.shape)
         assert np.all(np.abs(np.array(peak) - (model.image_size - 1) / 2) < 4)  # the mean galaxy is centred
         assert entry["metrics"]["median_ssim"] > 0.5
+        assert entry.get("parent", name) in manifest["models"]
