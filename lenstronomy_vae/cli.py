@@ -131,6 +131,30 @@ def _train_regressor(args):
     return 0
 
 
+def _calibrate_regressor(args):
+    from lenstronomy_vae.blends import BlendSet
+    from lenstronomy_vae.models import load_network, read_manifest, weights_dir
+    from lenstronomy_vae.regressor import LatentRegressor, calibrate_shear_response
+    from lenstronomy_vae.training import ship
+
+    directory = args.weights_dir or weights_dir()
+    regressor = load_network(args.regressor, LatentRegressor)
+    sets = [BlendSet.load_hdf5(path) for path in args.sets]
+    calibrated, bias = calibrate_shear_response(regressor, *sets)
+    name = args.name or pathlib.Path(args.regressor).stem
+    entry = read_manifest(directory)["models"].get(name, {})
+    calibration = {"sets": [pathlib.Path(path).name for path in args.sets], "shear": list(sets[0].config.shear),
+                   "uncalibrated_m": bias["m"], "uncalibrated_m_err": bias["m_err"], "uncalibrated_c": bias["c"],
+                   "uncalibrated_c_err": bias["c_err"], "galaxies": bias["n"]}
+    metrics = {**entry.get("metrics", {}), "shear_response": list(calibrated.shear_response)}
+    summary = ship(calibrated, name, directory, {**entry.get("training_data", {}), "calibration": calibration},
+                   metrics, kind="regressor", parent=entry.get("parent"))
+    print(f"shear response R = ({calibrated.shear_response[0]:.4f}, {calibrated.shear_response[1]:.4f}) from "
+          f"m = ({bias['m'][0]:+.4f} ± {bias['m_err'][0]:.4f}, {bias['m'][1]:+.4f} ± {bias['m_err'][1]:.4f}) "
+          f"on {bias['n']} galaxies; wrote {summary['model_file']}")
+    return 0
+
+
 def _report(args):
     from lenstronomy_vae.blends import BlendSet
     from lenstronomy_vae.io import write_json
@@ -335,6 +359,18 @@ def build_parser():
         command.add_argument("--seed", type=int, default=0)
     train_deblender.set_defaults(run=_train_deblender)
     train_regressor.set_defaults(run=_train_regressor)
+    calibrate = commands.add_parser(
+        "calibrate-regressor", help="measure a regressor's shear response on sheared sets and ship it calibrated",
+        description="Measure the response R = 1 + m of a regressor's g1, g2 to an applied shear on four blend sets of "
+                    "the same galaxies (shear +g, -g, and both turned by 90 degrees), and ship the regressor with its "
+                    "predictions divided by R. Use other sets than those of the report.",
+    )
+    calibrate.add_argument("--regressor", default="lsst45_regressor", help="shipped regressor name or .keras path")
+    calibrate.add_argument("--sets", nargs=4, required=True, metavar=("PLUS", "MINUS", "PLUS_TURNED", "MINUS_TURNED"),
+                           help="blend sets with shear +g, -g, and the same turned by 90 degrees (same seed)")
+    calibrate.add_argument("--name", default=None, help="model name in the manifest (default: the regressor's)")
+    calibrate.add_argument("--weights-dir", default=None, help="default: the package's weights directory")
+    calibrate.set_defaults(run=_calibrate_regressor)
     report = commands.add_parser(
         "report", help="compare no deblending, sep, the VAE deblender, MAP and the regressor on the same blends",
         description="Measure, for the target of each scene, Δe (adaptive moments, reduced shear) against the true "

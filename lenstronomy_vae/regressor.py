@@ -55,9 +55,13 @@ class LatentRegressor(keras.Model):
             that contains g1 and g2.
         hidden_units: widths of the hidden dense layers.
         seed: seed of the augmentation.
+        shear_response: (R1, R2), the network's response d⟨ĝ_i⟩/dg_i to an applied shear,
+            measured on sheared simulations (:func:`calibrate_shear_response`);
+            :meth:`predict_quantities` divides g1 and g2 by it. (1, 1): uncalibrated.
     """
 
-    def __init__(self, config, normalization, outputs=ALL_OUTPUTS, hidden_units=(128, 128), seed=None, **kwargs):
+    def __init__(self, config, normalization, outputs=ALL_OUTPUTS, hidden_units=(128, 128), seed=None,
+                 shear_response=(1.0, 1.0), **kwargs):
         super().__init__(**kwargs)
         self.config = config if isinstance(config, VAEConfig) else VAEConfig(**config)
         if isinstance(normalization, dict):
@@ -68,6 +72,9 @@ class LatentRegressor(keras.Model):
             raise ValueError(f"outputs must contain g1 and g2 and be among {ALL_OUTPUTS}; got {outputs}")
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.seed = seed
+        self.shear_response = tuple(float(r) for r in shear_response)
+        if len(self.shear_response) != 2 or not all(np.isfinite(r) and r > 0 for r in self.shear_response):
+            raise ValueError(f"shear_response must be two positive numbers (R1, R2); got {shear_response}")
         self.encoder = build_encoder(self.config)
         self.encoder.trainable = False
         latent = keras.Input((self.config.latent_dim,))
@@ -123,8 +130,8 @@ class LatentRegressor(keras.Model):
             stamps: (n, H, W, bands) in image units, the galaxy of interest at the centre.
 
         Returns:
-            dict name → (n,) array: ``g1``, ``g2`` (reduced shear, see the module docstring)
-            and ``redshift`` when predicted.
+            dict name → (n,) array: ``g1``, ``g2`` (reduced shear, see the module docstring),
+            divided by ``shear_response``, and ``redshift`` when predicted.
         """
         stamps = np.asarray(stamps, dtype=np.float64)
         expected = (self.config.image_size, self.config.image_size, self.config.num_bands)
@@ -135,7 +142,14 @@ class LatentRegressor(keras.Model):
         predictions = np.concatenate([
             np.asarray(self(self.normalization.normalize(stamps[i:i + batch_size]).astype(np.float32)))
             for i in range(0, len(stamps), batch_size)])
-        return {name: predictions[:, k] for k, name in enumerate(self.outputs_names)}
+        response = {"g1": self.shear_response[0], "g2": self.shear_response[1]}
+        return {name: predictions[:, k] / response.get(name, 1.0) for k, name in enumerate(self.outputs_names)}
+
+    def with_shear_response(self, shear_response):
+        """A copy of this regressor (same weights) with another ``shear_response``."""
+        copy = type(self).from_config({**self.get_config(), "shear_response": list(shear_response)})
+        copy.set_weights(self.get_weights())
+        return copy
 
     def get_config(self):
         return {
@@ -144,8 +158,30 @@ class LatentRegressor(keras.Model):
             "outputs": list(self.outputs_names),
             "hidden_units": list(self.hidden_units),
             "seed": self.seed,
+            "shear_response": list(self.shear_response),
             "name": self.name,
         }
+
+
+def calibrate_shear_response(regressor, plus, minus, plus_turned, minus_turned):
+    """The regressor with its shear response measured on sheared simulations, and that measurement.
+
+    The response R_i = 1 + m_i, with m_i the multiplicative bias of the uncalibrated network on
+    four sets of the same galaxies (shear +g, −g, and both with every galaxy turned by 90°; see
+    :func:`lenstronomy_vae.report.regressor_shear_bias`). Use sets that are independent of those
+    on which the calibrated regressor's bias is then measured.
+
+    Returns:
+        (calibrated regressor, dict of the uncalibrated ``m``, ``m_err``, ``c``, ``c_err``, ``n``).
+    """
+    from lenstronomy_vae.report import regressor_shear_bias
+
+    bias = regressor_shear_bias(regressor.with_shear_response((1.0, 1.0)), plus, minus, plus_turned, minus_turned)
+    response = [1.0 + m for m in bias["m"]]
+    if not all(np.isfinite(r) and r > 0.05 for r in response):
+        raise ValueError(f"measured shear response {response} is not usable (needs a non-zero shear in both "
+                         "components and a network that responds to it)")
+    return regressor.with_shear_response(response), bias
 
 
 def regression_arrays(blends, normalization, outputs=ALL_OUTPUTS):

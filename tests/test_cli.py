@@ -158,3 +158,27 @@ def test_blend_commands_train_ship_report_and_deblend(lsst_vae, tmp_path, capsys
     deblender = str(weights / "tiny_deblender.keras")
     assert main(["deblend", str(tmp_path / "three.fits"), "--deblender", deblender, "--out", str(deblended)]) == 2
     assert "has 3 bands but the deblender was trained on 6" in capsys.readouterr().err
+
+
+def test_calibrate_regressor_refuses_a_network_that_does_not_respond_to_shear(lsst_vae, lsst_scenes, tmp_path,
+                                                                             capsys):
+    """An untrained regressor measures no usable response on four sheared sets: exit 2, and why."""
+    import dataclasses
+
+    from lenstronomy_vae.blends import simulate_blends
+    from lenstronomy_vae.regressor import LatentRegressor
+
+    paths = []
+    for sign, turned in ((1, False), (-1, False), (1, True), (-1, True)):
+        config = dataclasses.replace(lsst_scenes.config, shear=(0.05 * sign, 0.05 * sign), quarter_turn=turned)
+        paths.append(tmp_path / f"shear_{sign}_{turned}.h5")
+        simulate_blends(3, config, seed=2).save_hdf5(paths[-1])
+    regressor_path = tmp_path / "regressor.keras"
+    LatentRegressor.from_encoder_model(lsst_vae, seed=0).save(regressor_path)
+    weights = tmp_path / "weights"
+    assert main(["calibrate-regressor", "--regressor", str(regressor_path), "--sets", *map(str, paths),
+                 "--weights-dir", str(weights)]) == 2
+    assert "measured shear response" in capsys.readouterr().err and not weights.exists()
+    assert main(["calibrate-regressor", "--regressor", str(regressor_path), "--sets", *map(str, paths[::-1]),
+                 "--weights-dir", str(weights)]) == 2
+    assert "does not pair with the plus set" in capsys.readouterr().err

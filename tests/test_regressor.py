@@ -39,3 +39,33 @@ def test_regressor_trains_reduces_its_loss_and_predicts_named_quantities(lsst_va
 def test_regressor_outputs_must_include_the_shape(lsst_vae):
     with pytest.raises(ValueError, match="must contain g1 and g2"):
         LatentRegressor(lsst_vae.config, lsst_vae.normalization, outputs=("redshift",))
+
+
+def test_shear_response_divides_the_shapes_and_survives_saving(lsst_vae, lsst_scenes, tmp_path):
+    import keras
+
+    regressor = LatentRegressor.from_encoder_model(lsst_vae, seed=0)
+    calibrated = regressor.with_shear_response((0.5, 0.25))
+    raw, divided = regressor.predict_quantities(lsst_scenes.blend[:3]), calibrated.predict_quantities(
+        lsst_scenes.blend[:3])
+    np.testing.assert_allclose(divided["g1"], raw["g1"] / 0.5, rtol=1e-6)
+    np.testing.assert_allclose(divided["g2"], raw["g2"] / 0.25, rtol=1e-6)
+    np.testing.assert_allclose(divided["redshift"], raw["redshift"], rtol=1e-6)
+    calibrated.save(tmp_path / "calibrated.keras")
+    assert keras.saving.load_model(tmp_path / "calibrated.keras", safe_mode=True).shear_response == (0.5, 0.25)
+    with pytest.raises(ValueError, match="shear_response must be two positive numbers"):
+        regressor.with_shear_response((0.5, -1.0))
+
+
+def test_calibration_sets_the_response_to_one_plus_the_measured_bias(lsst_vae, monkeypatch):
+    from lenstronomy_vae import report
+    from lenstronomy_vae.regressor import calibrate_shear_response
+
+    measured = {"m": [-0.4, -0.3], "m_err": [0.02, 0.02], "c": [0.0, 0.0], "c_err": [0.01, 0.01], "n": 10}
+    monkeypatch.setattr(report, "regressor_shear_bias", lambda *args: measured)
+    regressor = LatentRegressor.from_encoder_model(lsst_vae).with_shear_response((2.0, 2.0))
+    calibrated, bias = calibrate_shear_response(regressor, None, None, None, None)
+    assert calibrated.shear_response == pytest.approx((0.6, 0.7)) and bias is measured
+    monkeypatch.setattr(report, "regressor_shear_bias", lambda *args: {**measured, "m": [-1.2, 0.0]})
+    with pytest.raises(ValueError, match="is not usable"):
+        calibrate_shear_response(regressor, None, None, None, None)

@@ -10,8 +10,12 @@ run() { lenstronomy-vae simulate-blends --processes "$P" --quiet "$@"; }
 run --n "$N" --objects 1 1 --seed 10 --out data/lsst_isolated.h5      # VAE: isolated galaxies
 run --n "$N" --seed 11 --out data/lsst_blends.h5                      # deblender and regressor training
 run --n 1000 --seed 12 --out data/lsst_blends_test.h5                 # the side-by-side report
-# Shear bias: the same galaxies and noise seeds with shear ±(0.02, 0.02), each also turned by 90°.
-run --n 1000 --seed 13 --shear 0.02 0.02 --out data/lsst_shear_pp.h5
-run --n 1000 --seed 13 --shear 0.02 0.02 --quarter-turn --out data/lsst_shear_pp_turned.h5
-run --n 1000 --seed 13 --shear -0.02 -0.02 --out data/lsst_shear_mm.h5
-run --n 1000 --seed 13 --shear -0.02 -0.02 --quarter-turn --out data/lsst_shear_mm_turned.h5
+# Shear bias: the same galaxies and noise seeds with shear ±(0.05, 0.05), each also turned by 90°;
+# seed 13 measures the regressor's shear bias, seed 14 calibrates its shear response.
+for seed in 13 14; do
+    for sign in "" "-"; do
+        tag=$([ -z "$sign" ] && echo pp || echo mm)
+        run --n 1000 --seed $seed --shear ${sign}0.05 ${sign}0.05 --out data/lsst_shear_${seed}_${tag}.h5
+        run --n 1000 --seed $seed --shear ${sign}0.05 ${sign}0.05 --quarter-turn --out data/lsst_shear_${seed}_${tag}_turned.h5
+    done
+done
