@@ -57,11 +57,12 @@ def test_deblend_lsst_scene_recovers_the_separated_galaxies_with_the_shipped_net
     assert example.plot(scenes, after, rows, tmp_path / "scene.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_regress_ellipticities_reads_shrunk_but_correlated_shapes(tmp_path):
+def test_regress_ellipticities_reads_calibrated_shapes(tmp_path):
     example = load_example("regress_ellipticities")
     truth, predicted, deblended = example.predict(40, seed=21)
     summary = example.summary(truth, predicted)
+    # Divided by the shear response (0.54), the shapes are no longer shrunk: slope ~1 (1.06 on 200 scenes).
     for name in ("g1", "g2"):
-        assert 0.3 < summary[name]["slope"] < 0.9 and summary[name]["robust_sigma"] < 0.25
+        assert 0.7 < summary[name]["slope"] < 1.4 and summary[name]["robust_sigma"] < 0.4
     assert deblended.shape == (40, 2)
     assert example.plot(truth, predicted, deblended, tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
