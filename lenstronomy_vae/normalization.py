@@ -75,10 +75,18 @@ class ArcsinhTanhNormalization(keras.layers.Layer):
     def call(self, images):
         return self.normalize(images)
 
-    def inverse(self, normalized):
-        """Image units from normalised values (..., bands); values are clipped inside (-1, 1)."""
+    def inverse(self, normalized, peak_limit=None):
+        """Image units from normalised values (..., bands).
+
+        Args:
+            normalized: values (..., bands); clipped inside (-1, 1).
+            peak_limit: optional cap on the result, in units of each band's ``band_max``. Near 1
+                the inverse is steep (a decoded 1 − 10⁻⁶ is 282 band_max): a decoder output just
+                beyond the training range would otherwise give fluxes hundreds of times too large.
+        """
         xp = _backend(normalized)
-        clipped = xp.clip(normalized, -CLIP, CLIP)
+        upper = CLIP if peak_limit is None else min(CLIP, float(np.tanh(np.arcsinh(self.beta * peak_limit))))
+        clipped = xp.clip(normalized, -CLIP, upper)
         return xp.sinh(xp.arctanh(clipped)) / self._scale(xp)
 
     def inverse_variance(self, images, noise_sigma):

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from lenstronomy_vae.detection import cutout, detect, paste
+from lenstronomy_vae.evaluate import PEAK_LIMIT
 from lenstronomy_vae.rendering import convolve_bands, psf_kernel
 from lenstronomy_vae.surveys import get_survey
 
@@ -163,7 +164,7 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separat
 def _galaxy(deblender, kernels, x, y, row0, col0, latent, scale=None):
     normalized = np.asarray(deblender.decoder(latent[None].astype(np.float32), training=False), dtype=np.float64)
     scale = np.ones(deblender.config.num_bands) if scale is None else np.asarray(scale, dtype=np.float64)
-    intrinsic = deblender.normalization.inverse(normalized[0]) * scale  # unclipped, as in evaluate.reconstruct
+    intrinsic = deblender.normalization.inverse(normalized[0], peak_limit=PEAK_LIMIT) * scale  # as in reconstruct
     return SceneGalaxy(x, y, row0, col0, np.asarray(latent, dtype=np.float64), intrinsic,
                        convolve_bands(intrinsic, kernels), scale)
 
@@ -284,7 +285,8 @@ def _map_loss(deblender):
     def loss_and_gradient(latents, scales, rows, cols, image, inverse_variance, filters):
         with tf.GradientTape() as tape:
             tape.watch(latents)
-            intrinsic = normalization.inverse(decoder(latents, training=False)) * scales[:, None, None, :]
+            decoded = normalization.inverse(decoder(latents, training=False), peak_limit=PEAK_LIMIT)
+            intrinsic = decoded * scales[:, None, None, :]
             convolved = tf.nn.depthwise_conv2d(intrinsic, filters, strides=[1, 1, 1, 1], padding="SAME")
             # The sums in float64: the line search compares losses of ~10⁵ that differ by ~10⁻².
             model = tf.cast(tf.einsum("krh,khwc,ksw->rsc", rows, convolved, cols), tf.float64)

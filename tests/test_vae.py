@@ -115,3 +115,13 @@ def test_save_and_load_round_trip_in_safe_mode(tiny_config, tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded.decoder(z)), np.asarray(vae.decoder(z)))
     np.testing.assert_array_equal(loaded.normalization.band_max, vae.normalization.band_max)
     assert loaded.config == tiny_config
+
+
+def test_inverse_caps_at_the_peak_limit_and_leaves_fainter_values_exact():
+    normalization = ArcsinhTanhNormalization([10.0, 100.0])
+    images = np.array([[3.0, 40.0], [400.0, 2000.0]])
+    np.testing.assert_allclose(normalization.inverse(normalization.normalize(images), peak_limit=50.0),
+                               [[3.0, 40.0], [400.0, 2000.0]], rtol=1e-6)
+    capped = normalization.inverse(np.array([[1.05, 0.999999]]), peak_limit=50.0)
+    np.testing.assert_allclose(capped, [[500.0, 5000.0]], rtol=1e-5)  # 50 band_max, not ~280
+    assert normalization.inverse(np.array([[0.999999]]))[0, 0] > 2000
