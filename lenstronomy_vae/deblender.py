@@ -17,6 +17,7 @@ import tensorflow as tf
 from lenstronomy_vae.evaluate import reconstruct
 from lenstronomy_vae.training import KLWarmup, cosine_adam, fit_resumable, training_arrays
 from lenstronomy_vae.vae import GalaxyVAE
+from lenstronomy_vae.validation import check_finite
 
 
 @keras.saving.register_keras_serializable(package="lenstronomy_vae")
@@ -78,10 +79,7 @@ def _encoder_means(vae, images, batch_size=256):
     if images.ndim != 4 or images.shape[1:] != expected:
         raise ValueError(f"stamps must have shape (n, {', '.join(map(str, expected))}) for model bands "
                          f"{vae.config.bands}; got {images.shape}")
-    bad = ~np.isfinite(images)
-    if bad.any():
-        raise ValueError(f"stamps hold {int(bad.sum())} NaN or infinite pixel(s), first at (stamp, row, column, "
-                         f"band) {tuple(int(i) for i in np.argwhere(bad)[0])}")
+    check_finite("stamps", images, "stamp, row, column, band")
     means = []
     for start in range(0, len(images), batch_size):
         batch = vae.normalization.normalize(images[start:start + batch_size].astype(np.float64)).astype(np.float32)
@@ -160,7 +158,7 @@ def train_and_ship_deblender(data, vae, name, weights_dir, checkpoint_dir, epoch
     from lenstronomy_vae.rendering import convolve_bands
     from lenstronomy_vae.report import image_metrics, summarise
     from lenstronomy_vae.scene import survey_kernels
-    from lenstronomy_vae.training import hardware, ship, split_three
+    from lenstronomy_vae.training import run_summary, ship, split_three, training_data_entry
 
     blends = BlendSet.load_hdf5(data)
     held_out_set, validation_set, train_set = split_three(blends, held_out, validation)
@@ -170,15 +168,8 @@ def train_and_ship_deblender(data, vae, name, weights_dir, checkpoint_dir, epoch
     images = convolve_bands(deblender.deblend(held_out_set.blend), survey_kernels(blends.survey, blends.bands))
     metrics = image_metrics({"deblender": images}, held_out_set)["deblender"]
     band = blends.survey.band_index(blends.config.measure_band)
-    summary = {
-        "held_out_scenes": len(held_out_set),
-        **summarise(metrics["de"], metrics["flux_error"], metrics["ssim"], metrics["cosine"], band),
-        "epochs": state["epochs_done"],
-        "final_train_loss": state["history"][-1].get("loss"),
-        "final_val_loss": state["history"][-1].get("val_loss"),
-        "train_seconds_last_run": state.get("train_seconds_this_run"),
-        "hardware": hardware(),
-    }
-    training_data = {"file": str(data).rsplit("/", 1)[-1], "train": len(train_set), "validation": len(validation_set),
-                     "held_out": len(held_out_set), "simulation": blends.config.to_dict()}
+    summary = {"held_out_scenes": len(held_out_set),
+               **summarise(metrics["de"], metrics["flux_error"], metrics["ssim"], metrics["cosine"], band),
+               **run_summary(state)}
+    training_data = training_data_entry(data, blends, train_set, validation_set, held_out_set)
     return ship(deblender, name, weights_dir, training_data, summary, kind="deblender", parent=str(vae))

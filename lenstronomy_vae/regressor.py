@@ -244,7 +244,7 @@ def train_and_ship_regressor(data, encoder_model, name, weights_dir, checkpoint_
     from lenstronomy_vae.blends import BlendSet
     from lenstronomy_vae.models import load_network
     from lenstronomy_vae.report import regressor_errors, summarise
-    from lenstronomy_vae.training import hardware, ship, split_three
+    from lenstronomy_vae.training import run_summary, ship, split_three, training_data_entry
 
     blends = BlendSet.load_hdf5(data)
     held_out_set, validation_set, train_set = split_three(blends, held_out, validation)
@@ -258,12 +258,7 @@ def train_and_ship_regressor(data, encoder_model, name, weights_dir, checkpoint_
         "slope_g1": float(np.polyfit(truth["g1"], truth["g1"] + de[:, 0], 1)[0]),
         "slope_g2": float(np.polyfit(truth["g2"], truth["g2"] + de[:, 1], 1)[0]),
         **({"sigma_dz_over_1pz": float(np.std(dz / (1 + truth["redshift"])))} if dz is not None else {}),
-        "epochs": state["epochs_done"],
-        "final_train_loss": state["history"][-1].get("loss"),
-        "final_val_loss": state["history"][-1].get("val_loss"),
-        "train_seconds_last_run": state.get("train_seconds_this_run"),
-        "hardware": hardware(),
+        **run_summary(state),
     }
-    training_data = {"file": str(data).rsplit("/", 1)[-1], "train": len(train_set), "validation": len(validation_set),
-                     "held_out": len(held_out_set), "simulation": blends.config.to_dict()}
+    training_data = training_data_entry(data, blends, train_set, validation_set, held_out_set)
     return ship(regressor, name, weights_dir, training_data, summary, kind="regressor", parent=str(encoder_model))

@@ -26,6 +26,7 @@ from lenstronomy_vae.detection import cutout, detect, paste
 from lenstronomy_vae.evaluate import PEAK_LIMIT
 from lenstronomy_vae.rendering import convolve_bands, psf_kernel
 from lenstronomy_vae.surveys import get_survey
+from lenstronomy_vae.validation import check_finite
 
 # PSF kernels of 25 × 25 pixels (5″ for LSST) hold the seeing disc and its wings.
 KERNEL_SIZE = 25
@@ -101,10 +102,7 @@ def _checked_scene(image, deblender):
     if image.ndim != 3 or image.shape[-1] != len(bands):
         raise ValueError(f"image must be (H, W, bands) with the model's {len(bands)} bands {bands}; "
                          f"got shape {image.shape}")
-    bad = ~np.isfinite(image)
-    if bad.any():
-        raise ValueError(f"image has {int(bad.sum())} NaN or infinite pixel(s), first at (row, column, band) "
-                         f"{tuple(int(i) for i in np.argwhere(bad)[0])}")
+    check_finite("image", image, "row, column, band")
     return image
 
 

@@ -200,6 +200,23 @@ def ship(model, name, weights_dir, training_data, summary, kind, parent=None, de
     return {**summary, "model_file": str(model_file), "model_bytes": model_file.stat().st_size}
 
 
+def run_summary(state):
+    """Epochs, final losses, seconds of the last run and hardware, from a :func:`fit_resumable` state."""
+    return {
+        "epochs": state["epochs_done"],
+        "final_train_loss": state["history"][-1].get("loss"),
+        "final_val_loss": state["history"][-1].get("val_loss"),
+        "train_seconds_last_run": state.get("train_seconds_this_run"),
+        "hardware": hardware(),
+    }
+
+
+def training_data_entry(data, stamps, train_set, validation_set, held_out_set):
+    """The manifest's description of a training set: file name, split sizes, simulation config."""
+    return {"file": pathlib.Path(data).name, "train": len(train_set), "validation": len(validation_set),
+            "held_out": len(held_out_set), "simulation": stamps.config.to_dict()}
+
+
 def split_three(stamps, held_out, validation):
     """(held-out, validation, training) subsets of a GalaxySet or BlendSet, in that order of rows."""
     held_out_set, rest = stamps.split(held_out)
@@ -293,12 +310,7 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
         "median_ssim": metrics["median_ssim"],
         "median_abs_flux_error": metrics["median_abs_flux_error"],
         "median_flux_error": metrics["median_flux_error"],
-        "epochs": state["epochs_done"],
-        "final_train_loss": state["history"][-1].get("loss"),
-        "final_val_loss": state["history"][-1].get("val_loss"),
-        "train_seconds_last_run": state.get("train_seconds_this_run"),
-        "hardware": hardware(),
+        **run_summary(state),
     }
-    training_data = {"file": pathlib.Path(data).name, "train": len(train_set), "validation": len(validation_set),
-                     "held_out": len(held_out_set), "simulation": galaxies.config.to_dict()}
+    training_data = training_data_entry(data, galaxies, train_set, validation_set, held_out_set)
     return ship(vae, name, weights_dir, training_data, summary, kind="vae", default=default)

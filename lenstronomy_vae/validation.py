@@ -25,3 +25,17 @@ def check_seed(seed):
     """Raise ValueError unless ``seed`` is a non-negative integer (not a bool)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def check_finite(name, array, axes):
+    """Raise ValueError naming the count and first position of NaN or infinite values in ``array``.
+
+    Args:
+        name: what the array is, e.g. ``"image"``.
+        array: numpy array.
+        axes: names of its axes for the message, e.g. ``"row, column, band"``.
+    """
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise ValueError(f"{name}: {int(bad.sum())} NaN or infinite pixel(s), first at ({axes}) "
+                         f"{tuple(int(i) for i in np.argwhere(bad)[0])}")
