@@ -26,7 +26,7 @@ from tqdm import tqdm
 from lenstronomy_vae.io import JSONConfig, load_arrays_hdf5, save_arrays_hdf5
 from lenstronomy_vae.rendering import EXACT_HALF_WIDTH, render
 from lenstronomy_vae.simulate import draw_colour_galaxy
-from lenstronomy_vae.surveys import SURVEYS, get_survey
+from lenstronomy_vae.surveys import SURVEYS, SurveySet, get_survey
 from lenstronomy_vae.validation import check_count, check_seed, checked_range
 
 FILE_FORMAT = "lenstronomy_vae.BlendSet/1"
@@ -273,7 +273,7 @@ def simulate_blends(n, config=None, seed=0, progress=False, processes=1):
 
 
 @dataclasses.dataclass
-class BlendSet:
+class BlendSet(SurveySet):
     """Simulated scenes, their isolated galaxies and truth.
 
     Images are float32 (n, H, W, bands) arrays in the survey's image units, sky-subtracted.
@@ -312,20 +312,6 @@ class BlendSet:
 
     def __len__(self):
         return len(self.n_objects)
-
-    @property
-    def survey(self):
-        """The :class:`lenstronomy_vae.surveys.Survey` the scenes were simulated for."""
-        return get_survey(self.config.survey)
-
-    @property
-    def bands(self):
-        return self.survey.bands
-
-    @property
-    def pixel_scale(self):
-        """Stamp pixel size [arcsec]."""
-        return self.survey.pixel_scale
 
     @property
     def observed(self):

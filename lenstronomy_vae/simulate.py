@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from lenstronomy_vae.io import JSONConfig, load_arrays_hdf5, save_arrays_hdf5
 from lenstronomy_vae.rendering import EXACT_HALF_WIDTH, render
-from lenstronomy_vae.surveys import SURVEYS, get_survey
+from lenstronomy_vae.surveys import SURVEYS, SurveySet, get_survey
 from lenstronomy_vae.validation import check_count, check_seed, checked_range
 
 SOURCES = ("auto", "cosmos", "parametric")
@@ -591,7 +591,7 @@ def _collect(results, images, sigma, truth, bar):
 
 
 @dataclasses.dataclass
-class GalaxySet:
+class GalaxySet(SurveySet):
     """Simulated galaxy stamps and their truth.
 
     Images are float32 arrays of shape (n, H, W, bands) in the survey's image units (flux per
@@ -631,20 +631,6 @@ class GalaxySet:
 
     def __len__(self):
         return len(self.truth)
-
-    @property
-    def survey(self):
-        """The :class:`lenstronomy_vae.surveys.Survey` the stamps were simulated for."""
-        return get_survey(self.config.survey)
-
-    @property
-    def bands(self):
-        return self.survey.bands
-
-    @property
-    def pixel_scale(self):
-        """Stamp pixel size [arcsec]."""
-        return self.survey.pixel_scale
 
     def split(self, n_first):
         """The first ``n_first`` galaxies and the rest, as two sets (e.g. held-out and training)."""

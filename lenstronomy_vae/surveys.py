@@ -193,3 +193,21 @@ def get_survey(name):
     if name not in SURVEYS:
         raise ValueError(f"unknown survey {name!r}; known surveys: {sorted(SURVEYS)}")
     return SURVEYS[name]
+
+
+class SurveySet:
+    """Mixin of simulated sets whose ``config.survey`` names their survey: survey, bands, pixel scale."""
+
+    @property
+    def survey(self):
+        """The :class:`Survey` the set was simulated for."""
+        return get_survey(self.config.survey)
+
+    @property
+    def bands(self):
+        return self.survey.bands
+
+    @property
+    def pixel_scale(self):
+        """Stamp pixel size [arcsec]."""
+        return self.survey.pixel_scale
