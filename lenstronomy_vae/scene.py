@@ -3,10 +3,9 @@
 Field mode (:func:`deblend_scene`), after Arcelin et al. (2021): sources are detected on the
 residual image (``sep``), brightest first; for each new one the deblender reads a stamp centred
 on it, its decoded galaxy is convolved with the survey PSF, its flux per band fitted linearly
-(:func:`fit_fluxes`) and it is subtracted from the residual. All fluxes are refitted jointly at
-the end.
-Detection then runs again on the residual, to find sources hidden by brighter ones, up to
-``max_iterations`` times.
+(:func:`fit_fluxes`) and it is subtracted from the residual. With ``max_iterations`` > 1,
+detection runs again on the residual to find sources hidden by brighter ones. All fluxes are
+refitted jointly at the end.
 
 MAP refinement (:func:`map_refine`) then fits the latent vectors of all galaxies jointly: it
 minimises ``½ Σ (image − Σ_k PSF ⊗ decoder(z_k))² / σ² + ½ Σ_k |z_k|²`` (Gaussian likelihood
@@ -85,9 +84,15 @@ class SceneResult:
 
     def isolated(self, galaxy):
         """(H, W, bands) image of one galaxy's PSF-convolved model alone on the scene's grid."""
-        canvas = np.zeros_like(self.model)
-        paste(canvas, galaxy.model, galaxy.row0, galaxy.col0)
-        return canvas
+        return _scene_model(self.model.shape, [galaxy])
+
+
+def _scene_model(shape, galaxies):
+    """(H, W, bands) sum of the galaxies' PSF-convolved models placed on a scene of ``shape``."""
+    model = np.zeros(shape)
+    for galaxy in galaxies:
+        paste(model, galaxy.model, galaxy.row0, galaxy.col0)
+    return model
 
 
 def survey_kernels(survey, bands):
@@ -150,9 +155,7 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separat
             paste(residual, -galaxy.model, row0, col0)
             galaxies.append(galaxy)
     galaxies = fit_fluxes(image, galaxies, sky) if galaxies else galaxies
-    model = np.zeros_like(image)
-    for galaxy in galaxies:
-        paste(model, galaxy.model, galaxy.row0, galaxy.col0)
+    model = _scene_model(image.shape, galaxies)
     result = SceneResult(galaxies, model, image - model)
     if refine and galaxies:
         result = map_refine(deblender, image, result, survey, steps=map_steps)
@@ -230,9 +233,7 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
     refined = [_galaxy(deblender, kernels, g.x, g.y, g.row0, g.col0, z, g.scale)
                for g, z in zip(galaxies, latents.reshape(start.shape))]
     refined = fit_fluxes(image, refined, sky)
-    model = np.zeros_like(image)
-    for galaxy in refined:
-        paste(model, galaxy.model, galaxy.row0, galaxy.col0)
+    model = _scene_model(image.shape, refined)
     return SceneResult(refined, model, image - model, map_loss=(before, min(fitted.fun, before)))
 
 
@@ -255,9 +256,7 @@ def fit_fluxes(image, galaxies, sky):
     """
     from scipy.optimize import nnls
 
-    templates = np.zeros((len(galaxies),) + image.shape)
-    for k, galaxy in enumerate(galaxies):
-        paste(templates[k], galaxy.model, galaxy.row0, galaxy.col0)
+    templates = np.stack([_scene_model(image.shape, [galaxy]) for galaxy in galaxies])
     scales = np.ones((len(galaxies), image.shape[-1]))
     for b in range(image.shape[-1]):
         weight = 1.0 / np.sqrt(sky[b] + np.maximum(image[..., b], 0.0)).ravel()
