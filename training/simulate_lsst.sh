@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Simulate the LSST-like (ugrizy, 45×45 px at 0.2″/px, 10-year depth) sets of the multi-band VAE,
 # the deblender, the regressor and the shear-bias measurement. PROCESSES defaults to 2.
-# On 2 CPU cores this takes about 25 minutes; on a 16-core machine pass PROCESSES=16 and raise N.
+# On 2 CPU cores this takes about 50 minutes (13 GB); on a 16-core machine pass PROCESSES=16 and raise N.
 set -euo pipefail
 P=${PROCESSES:-2}
 N=${N:-12000}
@@ -11,11 +11,12 @@ run --n "$N" --objects 1 1 --seed 10 --out data/lsst_isolated.h5      # VAE: iso
 run --n "$N" --seed 11 --out data/lsst_blends.h5                      # deblender and regressor training
 run --n 1000 --seed 12 --out data/lsst_blends_test.h5                 # the side-by-side report
 # Shear bias: the same galaxies and noise seeds with shear ±(0.05, 0.05), each also turned by 90°;
-# seed 13 measures the regressor's shear bias, seed 14 calibrates its shear response.
-for seed in 13 14; do
+# seed 14 calibrates the regressor's shear response; seeds 13 and 15 (4 × 4,000 scenes) measure its bias.
+for seed in 13 14 15; do
+    n=$([ $seed = 15 ] && echo 4000 || echo 1000)
     for sign in "" "-"; do
         tag=$([ -z "$sign" ] && echo pp || echo mm)
-        run --n 1000 --seed $seed --shear ${sign}0.05 ${sign}0.05 --out data/lsst_shear_${seed}_${tag}.h5
-        run --n 1000 --seed $seed --shear ${sign}0.05 ${sign}0.05 --quarter-turn --out data/lsst_shear_${seed}_${tag}_turned.h5
+        run --n $n --seed $seed --shear ${sign}0.05 ${sign}0.05 --out data/lsst_shear_${seed}_${tag}.h5
+        run --n $n --seed $seed --shear ${sign}0.05 ${sign}0.05 --quarter-turn --out data/lsst_shear_${seed}_${tag}_turned.h5
     done
 done
