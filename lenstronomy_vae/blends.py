@@ -23,7 +23,7 @@ import galsim
 import numpy as np
 from tqdm import tqdm
 
-from lenstronomy_vae.io import JSONConfig, load_arrays_hdf5, save_arrays_hdf5
+from lenstronomy_vae.io import HDF5Set, JSONConfig
 from lenstronomy_vae.rendering import EXACT_HALF_WIDTH, render
 from lenstronomy_vae.simulate import draw_colour_galaxy
 from lenstronomy_vae.surveys import SURVEYS, SurveySet, get_survey
@@ -273,7 +273,7 @@ def simulate_blends(n, config=None, seed=0, progress=False, processes=1):
 
 
 @dataclasses.dataclass
-class BlendSet(SurveySet):
+class BlendSet(SurveySet, HDF5Set):
     """Simulated scenes, their isolated galaxies and truth.
 
     Images are float32 (n, H, W, bands) arrays in the survey's image units, sky-subtracted.
@@ -289,6 +289,10 @@ class BlendSet(SurveySet):
         config: the :class:`BlendSimConfig` that generated the set (its ``shear`` is the applied shear).
         seed: the seed given to :func:`simulate_blends`.
     """
+
+    FILE_FORMAT = FILE_FORMAT
+    ARRAYS = _ARRAYS
+    CONFIG = BlendSimConfig
 
     blend: np.ndarray
     isolated: np.ndarray
@@ -359,13 +363,3 @@ class BlendSet(SurveySet):
     def target_truth(self):
         """The truth rows of the targets, one per scene."""
         return self.truth[self.truth["object"] == 0]
-
-    def save_hdf5(self, path):
-        """Write the set to ``path`` atomically (a crash leaves any previous file intact)."""
-        save_arrays_hdf5(path, FILE_FORMAT, self.config, self.seed, {name: getattr(self, name) for name in _ARRAYS})
-
-    @classmethod
-    def load_hdf5(cls, path):
-        """Read a set written by :meth:`save_hdf5`."""
-        config, seed, arrays = load_arrays_hdf5(path, FILE_FORMAT, _ARRAYS, cls.__name__)
-        return cls(**arrays, config=BlendSimConfig.from_dict(config), seed=seed)

@@ -56,39 +56,37 @@ def _fit(args):
     return 0
 
 
-def _simulate(args):
+def _simulate_and_save(simulate, out, processes, what):
+    """Run ``simulate()``, save its set to ``out`` (HDF5) and print time per item and file size."""
     import os
     import time
 
-    from lenstronomy_vae.simulate import GalaxySimConfig, simulate_galaxies
-
     start = time.perf_counter()
-    galaxies = simulate_galaxies(args.n, GalaxySimConfig(survey=args.survey, source=args.source), seed=args.seed,
-                                 progress=not args.quiet, processes=args.processes)
+    stamps = simulate()
     elapsed = time.perf_counter() - start
-    galaxies.save_hdf5(args.out)
-    print(f"{len(galaxies)} galaxies from source '{galaxies.config.source}' in {elapsed:.1f} s "
-          f"({1e3 * elapsed / len(galaxies):.1f} ms each, {args.processes} process(es)); "
-          f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
+    stamps.save_hdf5(out)
+    print(f"{len(stamps)} {what(stamps)} in {elapsed:.1f} s ({1e3 * elapsed / len(stamps):.1f} ms each, "
+          f"{processes} process(es)); wrote {out} ({os.path.getsize(out) / 1e6:.1f} MB)")
     return 0
 
 
-def _simulate_blends(args):
-    import os
-    import time
+def _simulate(args):
+    from lenstronomy_vae.simulate import GalaxySimConfig, simulate_galaxies
 
+    config = GalaxySimConfig(survey=args.survey, source=args.source)
+    return _simulate_and_save(
+        lambda: simulate_galaxies(args.n, config, seed=args.seed, progress=not args.quiet, processes=args.processes),
+        args.out, args.processes, lambda galaxies: f"galaxies from source '{galaxies.config.source}'")
+
+
+def _simulate_blends(args):
     from lenstronomy_vae.blends import BlendSimConfig, simulate_blends
 
     config = BlendSimConfig(survey=args.survey, n_objects_range=tuple(args.objects), shear=tuple(args.shear),
                             quarter_turn=args.quarter_turn, round_galaxies=args.round)
-    start = time.perf_counter()
-    scenes = simulate_blends(args.n, config, seed=args.seed, progress=not args.quiet, processes=args.processes)
-    elapsed = time.perf_counter() - start
-    scenes.save_hdf5(args.out)
-    print(f"{len(scenes)} scenes ({int(scenes.n_objects.sum())} galaxies) in {elapsed:.1f} s "
-          f"({1e3 * elapsed / len(scenes):.1f} ms each, {args.processes} process(es)); "
-          f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
-    return 0
+    return _simulate_and_save(
+        lambda: simulate_blends(args.n, config, seed=args.seed, progress=not args.quiet, processes=args.processes),
+        args.out, args.processes, lambda scenes: f"scenes ({int(scenes.n_objects.sum())} galaxies)")
 
 
 def _train(args):

@@ -6,6 +6,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from lenstronomy_vae.detection import cutout
 from lenstronomy_vae.fits_io import read_image
 from lenstronomy_vae.io import atomic_path
 from lenstronomy_vae.metrics import adaptive_moments_shape
@@ -34,8 +35,6 @@ def galaxy_table(result, deblender, survey, regressor=None):
     table = Table(rows=rows, names=list(rows[0]) if rows else ["id", "x", "y"])
     table["latent"] = np.array([g.latent for g in result.galaxies]).reshape(len(rows), -1)
     if regressor is not None and rows:
-        from lenstronomy_vae.detection import cutout
-
         stamps = []
         for galaxy in result.galaxies:
             alone = result.residual + result.isolated(galaxy)  # the scene with the other galaxies subtracted

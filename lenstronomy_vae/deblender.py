@@ -87,16 +87,9 @@ def _encoder_means(vae, images, batch_size=256):
     return np.concatenate(means)
 
 
-class _Blended:
-    """A BlendSet seen as training stamps: the blend is observed, the isolated target is the truth."""
-
-    def __init__(self, blends):
-        self.observed, self.intrinsic, self.noise_sigma = blends.blend, blends.target_intrinsic, blends.noise_sigma
-
-
 def deblender_arrays(blends, vae):
     """(blend, target, weight, latent_target) float32 training arrays of a BlendSet for a VAE's deblender."""
-    blend, target, weight = training_arrays(_Blended(blends), vae.normalization)
+    blend, target, weight = training_arrays(blends, vae.normalization, observed=blends.blend)
     return blend, target, weight, _encoder_means(vae, blends.target_noisy).astype(np.float32)
 
 

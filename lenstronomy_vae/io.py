@@ -91,3 +91,22 @@ def load_arrays_hdf5(path, file_format, names, kind):
             raise ValueError(f"{path} is not a {kind} file (format attribute {f.attrs.get('format')!r}, "
                              f"expected {file_format!r}); write it with {kind}.save_hdf5")
         return json.loads(f.attrs["config"]), int(f.attrs["seed"]), {name: f[name][()] for name in names}
+
+
+class HDF5Set:
+    """Mixin of the simulated sets (dataclasses with ``config`` and ``seed``): save to and load from HDF5.
+
+    A class sets ``FILE_FORMAT`` (checked on reading), ``ARRAYS`` (the array fields stored) and
+    ``CONFIG`` (its configuration class, with ``from_dict``).
+    """
+
+    def save_hdf5(self, path):
+        """Write the set to ``path`` atomically (a crash leaves any previous file intact)."""
+        save_arrays_hdf5(path, self.FILE_FORMAT, self.config, self.seed,
+                         {name: getattr(self, name) for name in self.ARRAYS})
+
+    @classmethod
+    def load_hdf5(cls, path):
+        """Read a set written by :meth:`save_hdf5`."""
+        config, seed, arrays = load_arrays_hdf5(path, cls.FILE_FORMAT, cls.ARRAYS, cls.__name__)
+        return cls(**arrays, config=cls.CONFIG.from_dict(config), seed=seed)

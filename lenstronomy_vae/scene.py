@@ -20,6 +20,7 @@ import functools
 
 import numpy as np
 import tensorflow as tf
+from scipy.optimize import minimize, nnls
 
 from lenstronomy_vae.detection import cutout, detect, paste
 from lenstronomy_vae.evaluate import PEAK_LIMIT
@@ -203,8 +204,6 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
         a new :class:`SceneResult` with the refined galaxies; its ``map_loss`` holds the loss
         before and after.
     """
-    from scipy.optimize import minimize
-
     survey = get_survey(survey) if isinstance(survey, str) else survey
     image = _checked_scene(image, deblender)
     bands = deblender.config.bands
@@ -254,8 +253,6 @@ def fit_fluxes(image, galaxies, sky):
     Returns:
         list of :class:`SceneGalaxy` with ``model`` and ``intrinsic`` rescaled per band.
     """
-    from scipy.optimize import nnls
-
     templates = np.stack([_scene_model(image.shape, [galaxy]) for galaxy in galaxies])
     scales = np.ones((len(galaxies), image.shape[-1]))
     for b in range(image.shape[-1]):

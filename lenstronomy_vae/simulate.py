@@ -24,7 +24,7 @@ import numpy as np
 from scipy.special import gammainc, gammaincinv
 from tqdm import tqdm
 
-from lenstronomy_vae.io import JSONConfig, load_arrays_hdf5, save_arrays_hdf5
+from lenstronomy_vae.io import HDF5Set, JSONConfig
 from lenstronomy_vae.rendering import EXACT_HALF_WIDTH, render
 from lenstronomy_vae.surveys import SURVEYS, SurveySet, get_survey
 from lenstronomy_vae.validation import check_count, check_seed, checked_range
@@ -591,7 +591,7 @@ def _collect(results, images, sigma, truth, bar):
 
 
 @dataclasses.dataclass
-class GalaxySet(SurveySet):
+class GalaxySet(SurveySet, HDF5Set):
     """Simulated galaxy stamps and their truth.
 
     Images are float32 arrays of shape (n, H, W, bands) in the survey's image units (flux per
@@ -610,6 +610,10 @@ class GalaxySet(SurveySet):
         config: the :class:`GalaxySimConfig` that generated the set (source resolved).
         seed: the seed given to :func:`simulate_galaxies`.
     """
+
+    FILE_FORMAT = FILE_FORMAT
+    ARRAYS = _ARRAYS
+    CONFIG = GalaxySimConfig
 
     intrinsic: np.ndarray
     convolved: np.ndarray
@@ -642,13 +646,3 @@ class GalaxySet(SurveySet):
     def _subset(self, rows):
         return GalaxySet(self.intrinsic[rows], self.convolved[rows], self.observed[rows],
                          self.noise_sigma[rows], self.truth[rows], self.config, self.seed)
-
-    def save_hdf5(self, path):
-        """Write the set to ``path`` atomically, with its config as JSON in the attribute ``config``."""
-        save_arrays_hdf5(path, FILE_FORMAT, self.config, self.seed, {name: getattr(self, name) for name in _ARRAYS})
-
-    @classmethod
-    def load_hdf5(cls, path):
-        """Read a set written by :meth:`save_hdf5`."""
-        config, seed, arrays = load_arrays_hdf5(path, FILE_FORMAT, _ARRAYS, cls.__name__)
-        return cls(**arrays, config=GalaxySimConfig.from_dict(config), seed=seed)

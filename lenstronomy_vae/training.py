@@ -47,20 +47,22 @@ def load_stamp_set(path):
     return kinds[file_format].load_hdf5(path)
 
 
-def training_arrays(galaxies, normalization, model_error=MODEL_ERROR):
+def training_arrays(galaxies, normalization, model_error=MODEL_ERROR, observed=None):
     """Normalised (observed, target, χ² weight) float32 arrays (n, H, W, C) of a GalaxySet or BlendSet.
 
     The weight of a pixel is 1 / (σ_y² + model_error²), σ_y being the survey noise propagated into
-    normalised units at the intrinsic (target) value.
+    normalised units at the intrinsic (target) value. ``observed`` replaces the set's own
+    observed stamps (a deblender sees the blends, ``BlendSet.blend``).
     """
-    for name in ("observed", "intrinsic"):
-        bad = ~np.isfinite(getattr(galaxies, name))
+    observed = galaxies.observed if observed is None else observed
+    for name, stamps in (("observed", observed), ("intrinsic", galaxies.intrinsic)):
+        bad = ~np.isfinite(stamps)
         if bad.any():
             raise ValueError(
                 f"{name} stamps hold {int(bad.sum())} NaN or infinite pixel(s), first in galaxy "
                 f"{int(np.argwhere(bad)[0][0])}; remove those galaxies before training"
             )
-    observed = normalization.normalize(galaxies.observed.astype(np.float64))
+    observed = normalization.normalize(observed.astype(np.float64))
     target = normalization.normalize(galaxies.intrinsic.astype(np.float64))
     sigma = galaxies.noise_sigma[:, None, None, :]
     noise_variance = 1.0 / normalization.inverse_variance(galaxies.intrinsic.astype(np.float64), sigma)
