@@ -8,7 +8,7 @@ stride-2 transposed convolution counts 9/4 taps per output pixel, not the 9 of i
 zero-inserted form). ``--chunks`` adds a sweep of NumpyDecoder's chunk size at the largest
 batch. It also times the Jacobian of one latent vector (all d directions), interleaved the same
 way: :meth:`NumpyDecoder.jacobian` against TensorFlow's forward mode (the fallback of
-:func:`lenstronomy_vae.jacobian.unit_flux_stamp_jacobian`), with their largest difference;
+:func:`lenstronomy_vae.networks.jacobian.unit_flux_stamp_jacobian`), with their largest difference;
 ``--jacobian-chunks`` adds a sweep of ``JACOBIAN_CHUNK``. Prints a table and writes JSON.
 
     python benchmarks/decoder_throughput.py [--model NAME_OR_PATH] [--batches 1,32,256]
@@ -47,11 +47,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from lenstronomy_vae import fast_decoder  # noqa: E402
-from lenstronomy_vae.fast_decoder import NumpyDecoder  # noqa: E402
-from lenstronomy_vae.io import write_json  # noqa: E402
-from lenstronomy_vae.jacobian import _jvp_graph  # noqa: E402
-from lenstronomy_vae.models import load_vae  # noqa: E402
-from lenstronomy_vae.vae import VAEConfig, build_decoder  # noqa: E402
+from lenstronomy_vae.networks.jacobian import _jvp_graph  # noqa: E402
+from lenstronomy_vae.networks.model_files import load_vae  # noqa: E402
+from lenstronomy_vae.networks.numpy_decoder import NumpyDecoder  # noqa: E402
+from lenstronomy_vae.networks.vae import VAEConfig, build_decoder  # noqa: E402
+from lenstronomy_vae.utils.files import write_json  # noqa: E402
 
 ROUNDS = 5
 

@@ -23,12 +23,13 @@ import numpy as np
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
 
 import lenstronomy_vae  # noqa: F401  (registers 'VAE' and 'LM')
-from lenstronomy_vae.demo import LensSettings, lens_params_start, simulate_lens
-from lenstronomy_vae.fitting import latent_prior, vae_source_params
-from lenstronomy_vae.io import write_json
-from lenstronomy_vae.models import load_galaxy_model
-from lenstronomy_vae.simulate import GalaxySimConfig, simulate_galaxies
-from lenstronomy_vae.surveys import SURVEYS
+from lenstronomy_vae.lensing.lens_fit import lens_params_start
+from lenstronomy_vae.lensing.lens_simulation import LensSettings, simulate_lens
+from lenstronomy_vae.lensing.parameters import latent_prior, vae_source_params
+from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
+from lenstronomy_vae.sims.galaxies import GalaxySimConfig, simulate_galaxies
+from lenstronomy_vae.sims.surveys import SURVEYS
+from lenstronomy_vae.utils.files import write_json
 
 FLOOR_TOLERANCE = 1.05
 # A stricter target than 5 % of χ² ≈ 4096: within Δχ² = 10 of the floor.

@@ -16,9 +16,10 @@ import numpy as np
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
 
 import lenstronomy_vae  # noqa: F401  (registers 'VAE')
-from lenstronomy_vae.demo import LensSettings, lens_params_start, simulate_lens
-from lenstronomy_vae.fitting import latent_prior, vae_source_params
-from lenstronomy_vae.io import write_json
+from lenstronomy_vae.lensing.lens_fit import lens_params_start
+from lenstronomy_vae.lensing.lens_simulation import LensSettings, simulate_lens
+from lenstronomy_vae.lensing.parameters import latent_prior, vae_source_params
+from lenstronomy_vae.utils.files import write_json
 
 SERSIC = {"R_sersic": 0.2, "n_sersic": 1.5, "e1": 0.05, "e2": 0.0, "center_x": 0.05, "center_y": -0.04}
 SERSIC_LOWER = {"R_sersic": 0.01, "n_sersic": 0.5, "e1": -0.5, "e2": -0.5, "center_x": -1.0, "center_y": -1.0}

@@ -67,11 +67,12 @@ from lenstronomy.Workflow.fitting_sequence import FittingSequence
 from threadpoolctl import threadpool_limits
 
 import lenstronomy_vae  # noqa: F401  (registers 'VAE' and 'LM')
-from lenstronomy_vae.demo import LENS_PARAMS, LensSettings, lens_params_start, simulate_lens
-from lenstronomy_vae.fitting import latent_prior, vae_source_params
-from lenstronomy_vae.galaxy_fit import fit_galaxy
-from lenstronomy_vae.io import atomic_path, write_json
-from lenstronomy_vae.models import load_galaxy_model
+from lenstronomy_vae.lensing.galaxy_fit import fit_galaxy
+from lenstronomy_vae.lensing.lens_fit import lens_params_start
+from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS, LensSettings, simulate_lens
+from lenstronomy_vae.lensing.parameters import latent_prior, vae_source_params
+from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
+from lenstronomy_vae.utils.files import atomic_path, write_json
 
 CATALOG = "cosmos_f814w_validation_catalog.fits"
 IMAGES = "cosmos_f814w_validation_images.fits"

@@ -19,10 +19,11 @@ import numpy as np
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
 
 import lenstronomy_vae  # noqa: F401  (registers the 'VAE' profile and the 'LM' step)
-from lenstronomy_vae.demo import LENS_PARAMS, lens_params_start, simulate_lens
-from lenstronomy_vae.fitting import latent_prior, vae_source_params
-from lenstronomy_vae.io import atomic_path
-from lenstronomy_vae.models import load_galaxy_model
+from lenstronomy_vae.lensing.lens_fit import lens_params_start
+from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS, simulate_lens
+from lenstronomy_vae.lensing.parameters import latent_prior, vae_source_params
+from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
+from lenstronomy_vae.utils.files import atomic_path
 
 matplotlib.use("Agg")
 

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from lenstronomy_vae.normalization import ArcsinhTanhNormalization
-from lenstronomy_vae.vae import GalaxyVAE, VAEConfig
+from lenstronomy_vae.networks.normalization import ArcsinhTanhNormalization
+from lenstronomy_vae.networks.vae import GalaxyVAE, VAEConfig
 
 TINY_CONFIG = dict(
     image_size=16, latent_dim=4, encoder_filters=(4, 8), decoder_filters=(8, 4), dense_units=16,
@@ -88,7 +88,7 @@ def latents():
 @pytest.fixture(scope="session")
 def lsst_scenes():
     """24 LSST-like blended scenes of 1–4 galaxies (45×45 px, ugrizy)."""
-    from lenstronomy_vae.blends import BlendSimConfig, simulate_blends
+    from lenstronomy_vae.sims.blends import BlendSimConfig, simulate_blends
 
     return simulate_blends(24, BlendSimConfig(), seed=5)
 

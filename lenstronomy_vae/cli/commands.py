@@ -1,0 +1,187 @@
+"""The handlers of the ``lenstronomy-vae`` commands: read the arguments, call one library function, print.
+
+Each takes the parsed arguments and returns the exit code (0). Bad input raises ValueError or
+FileNotFoundError, which :func:`lenstronomy_vae.cli.main` turns into exit code 2.
+"""
+
+import json
+import os
+import pathlib
+import time
+
+import numpy as np
+
+from lenstronomy_vae.cli.demo import run_demo
+from lenstronomy_vae.deblending.fits_pipeline import deblend_fits
+from lenstronomy_vae.evaluation.figures import plot_deblending_report, plot_fit_panels
+from lenstronomy_vae.evaluation.report import compare
+from lenstronomy_vae.lensing.galaxy_fit import fit_galaxy
+from lenstronomy_vae.lensing.lens_fit import FitSettings
+from lenstronomy_vae.networks.deblender import Deblender
+from lenstronomy_vae.networks.model_files import load_network, read_manifest, weights_dir
+from lenstronomy_vae.networks.regressor import ALL_OUTPUTS, SHAPE_OUTPUTS, LatentRegressor
+from lenstronomy_vae.sims.blends import BlendSet, BlendSimConfig, simulate_blends
+from lenstronomy_vae.sims.galaxies import GalaxySimConfig, simulate_galaxies
+from lenstronomy_vae.training.deblender import train_and_ship_deblender
+from lenstronomy_vae.training.regressor import calibrate_and_ship, train_and_ship_regressor
+from lenstronomy_vae.training.vae import train_and_ship
+from lenstronomy_vae.utils.files import write_json
+from lenstronomy_vae.utils.fits_io import read_image
+
+
+def demo_command(args):
+    settings = FitSettings(progress=not args.quiet)
+    if args.quick:
+        settings = FitSettings(pso_iterations=20, lm_iterations=10, mcmc_burn=20, mcmc_run=20,
+                               progress=not args.quiet)
+    run_demo(out_dir=args.out, seed=args.seed, model=args.model, fit_settings=settings)
+    return 0
+
+
+def fit_command(args):
+    image, header_scale = read_image(args.image, hdu=args.hdu)
+    pixel_scale = args.pixel_scale or header_scale
+    if pixel_scale is None:
+        raise ValueError(f"{args.image} has no celestial WCS to read the pixel scale from: pass --pixel-scale ARCSEC")
+    psf, _ = read_image(args.psf)
+    if (args.noise is None) == (args.noise_map is None):
+        raise ValueError("give the noise either as --noise SIGMA or as --noise-map FILE (one of them)")
+    noise = args.noise if args.noise is not None else read_image(args.noise_map)[0]
+    result = fit_galaxy(image, noise, psf, pixel_scale, model=args.model, max_iterations=args.max_iterations)
+    out = pathlib.Path(args.out)
+    residuals = (image - result["model_image"]) / np.broadcast_to(noise, image.shape)
+    plot_fit_panels(image, result["model_image"], residuals, out / "fit.png")
+    summary = {
+        "image": str(args.image), "psf": str(args.psf), "pixel_scale_arcsec": pixel_scale,
+        "model": args.model or "default",
+        "parameters": {key: float(value) for key, value in result["kwargs"].items()},
+        "units": {"amp": "total flux, image units", "center_x": "arcsec from the stamp centre, along columns",
+                  "center_y": "arcsec from the stamp centre, along rows", "scale": "arcsec per decoder pixel",
+                  "phi_G": "radians, counter-clockwise"},
+        **{key: result[key] for key in ("chi2", "reduced_chi2", "iterations", "seconds")},
+    }
+    write_json(out / "fit.json", summary)
+    print(f"reduced χ² {result['reduced_chi2']:.3f} after {result['iterations']} LM iterations "
+          f"({result['seconds']:.2f} s); total flux {result['kwargs']['amp']:.4g}; wrote {out / 'fit.json'} and "
+          f"{out / 'fit.png'}")
+    return 0
+
+
+def _simulate_and_save(simulate, out, processes, what):
+    """Run ``simulate()``, save its set to ``out`` (HDF5) and print time per item and file size."""
+
+    start = time.perf_counter()
+    stamps = simulate()
+    elapsed = time.perf_counter() - start
+    stamps.save_hdf5(out)
+    print(f"{len(stamps)} {what(stamps)} in {elapsed:.1f} s ({1e3 * elapsed / len(stamps):.1f} ms each, "
+          f"{processes} process(es)); wrote {out} ({os.path.getsize(out) / 1e6:.1f} MB)")
+    return 0
+
+
+def simulate_command(args):
+    config = GalaxySimConfig(survey=args.survey, source=args.source)
+    return _simulate_and_save(
+        lambda: simulate_galaxies(args.n, config, seed=args.seed, progress=not args.quiet, processes=args.processes),
+        args.out, args.processes, lambda galaxies: f"galaxies from source '{galaxies.config.source}'")
+
+
+def simulate_blends_command(args):
+    config = BlendSimConfig(survey=args.survey, n_objects_range=tuple(args.objects), shear=tuple(args.shear),
+                            quarter_turn=args.quarter_turn, round_galaxies=args.round)
+    return _simulate_and_save(
+        lambda: simulate_blends(args.n, config, seed=args.seed, progress=not args.quiet, processes=args.processes),
+        args.out, args.processes, lambda scenes: f"scenes ({int(scenes.n_objects.sum())} galaxies)")
+
+
+def train_command(args):
+    options = {"latent_dim": args.latent_dim, "encoder_filters": args.encoder_filters,
+               "decoder_filters": args.decoder_filters, "dense_units": args.dense_units}
+    summary = train_and_ship(
+        args.data, args.name, args.weights_dir or weights_dir(), args.checkpoint_dir or f"runs/{args.name}",
+        args.epochs, config_options=options, held_out=args.held_out, validation=args.validation,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, kl_warmup_epochs=args.kl_warmup_epochs,
+        seed=args.seed, default=args.default)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def train_deblender_command(args):
+    summary = train_and_ship_deblender(
+        args.data, args.vae, args.name, args.weights_dir or weights_dir(), args.checkpoint_dir or f"runs/{args.name}",
+        args.epochs, latent_weight=args.latent_weight, held_out=args.held_out, validation=args.validation,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def train_regressor_command(args):
+    summary = train_and_ship_regressor(
+        args.data, args.encoder, args.name, args.weights_dir or weights_dir(),
+        args.checkpoint_dir or f"runs/{args.name}", args.epochs,
+        outputs=SHAPE_OUTPUTS if args.no_redshift else ALL_OUTPUTS, held_out=args.held_out,
+        validation=args.validation, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def calibrate_regressor_command(args):
+    calibrated, bias, summary = calibrate_and_ship(args.regressor, args.sets, args.weights_dir or weights_dir(),
+                                                   name=args.name)
+    print(f"shear response R = ({calibrated.shear_response[0]:.4f}, {calibrated.shear_response[1]:.4f}) from "
+          f"m = ({bias['m'][0]:+.4f} ± {bias['m_err'][0]:.4f}, {bias['m'][1]:+.4f} ± {bias['m_err'][1]:.4f}) "
+          f"on {bias['n']} galaxies; wrote {summary['model_file']}")
+    return 0
+
+
+def report_command(args):
+    blends = BlendSet.load_hdf5(args.data)
+    regressor = load_network(args.regressor, LatentRegressor) if args.regressor else None
+    shear_sets = [BlendSet.load_hdf5(path) for path in args.shear_sets] if args.shear_sets else None
+    deblender = load_network(args.deblender, Deblender)
+    report, per_scene = compare(blends, deblender, regressor, shear_sets, map_scenes=args.map_scenes,
+                                map_steps=args.map_steps, progress=not args.quiet)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "report.json", report)
+    plot_deblending_report(report, per_scene, out / "report.png")
+    print(f"{'method':<18} {'n':>5} {'σ(Δe1)':>8} {'σ(Δe2)':>8} {'mean|Δf/f|':>11} {'SSIM':>6} {'cos':>6}")
+    for method, row in report["table"].items():
+        flux = f"{row['mean_abs_flux_error']:>11.4f} {row['median_ssim']:>6.3f} {row['median_cosine']:>6.3f}" \
+            if "mean_abs_flux_error" in row else ""
+        print(f"{method:<18} {row['n']:>5} {row['sigma_de1']:>8.4f} {row['sigma_de2']:>8.4f} {flux}")
+    if "shear_bias" in report:
+        bias = report["shear_bias"]
+        print("regressor shear bias: m = " + ", ".join(f"{m:+.4f} ± {e:.4f}" for m, e in zip(bias["m"], bias["m_err"]))
+              + "; c = " + ", ".join(f"{c:+.5f} ± {e:.5f}" for c, e in zip(bias["c"], bias["c_err"])))
+    print(f"wrote {out / 'report.json'} and {out / 'report.png'}")
+    return 0
+
+
+def deblend_command(args):
+    table = deblend_fits(args.image, args.out, deblender=args.deblender, regressor=args.regressor,
+                         survey=args.survey, hdu=args.hdu, refine=args.refine, map_steps=args.map_steps,
+                         threshold=args.threshold)
+    print(f"{len(table)} galaxies deblended; wrote {pathlib.Path(args.out) / 'deblended.fits'} and "
+          f"{pathlib.Path(args.out) / 'galaxies.ecsv'}")
+    return 0
+
+
+def models_command(args):
+    manifest = read_manifest()
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    for name, entry in manifest["models"].items():
+        default = " (default)" if name == manifest.get("default") else ""
+        kind = entry.get("kind", "vae")
+        parent = f" of {entry['parent']}" if entry.get("parent") else ""
+        metrics = entry.get("metrics", {})
+        quality = (f"median SSIM {metrics['median_ssim']:.3f}" if "median_ssim" in metrics
+                   else f"σ(Δg1) {metrics.get('sigma_de1', float('nan')):.3f}")
+        print(f"{name}{default}: {kind}{parent}, {entry['image_size']}×{entry['image_size']} px at "
+              f"{entry['pixel_scale']}″/px, bands {entry['bands']}, latent dim {entry['latent_dim']}, {quality}, "
+              f"file {entry['file']}")
+    return 0
+
+

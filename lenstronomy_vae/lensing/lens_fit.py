@@ -1,0 +1,174 @@
+"""Fitting a lens with a 'VAE' source: the warm-start recipe, then emcee, and what the fit found.
+
+The recipe (:func:`warm_start_steps`) is the one this package uses wherever a VAE source is fitted
+from scratch: PSO with the latents held at the mean galaxy (0), then Levenberg–Marquardt ('LM') on
+every parameter from PSO's best point.
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+from lenstronomy.Data.imaging_data import ImageData
+from lenstronomy.Data.psf import PSF
+from lenstronomy.ImSim.image_linear_solve import ImageLinearFit
+from lenstronomy.LensModel.lens_model import LensModel
+from lenstronomy.LightModel.light_model import LightModel
+from lenstronomy.Workflow.fitting_sequence import FittingSequence
+
+from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS
+from lenstronomy_vae.lensing.parameters import check_data, latent_prior, vae_source_params
+from lenstronomy_vae.lensing.profile import latent_names
+from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
+
+
+def warm_start_steps(latent_dim, pso, lm_iterations, component="source", index=0):
+    """FittingSequence steps: PSO with the latents of one 'VAE' component at 0, then 'LM' on everything.
+
+    Args:
+        latent_dim: the component's latent dimension.
+        pso: keyword arguments of lenstronomy's PSO step (``n_particles``, ``n_iterations``, ...).
+        lm_iterations: iteration budget of the 'LM' step.
+        component: ``"source"`` or ``"lens_light"``: the light model list holding the component.
+        index: the component's position in that list.
+
+    Returns:
+        list of steps for ``FittingSequence.fit_sequence``.
+    """
+    names = latent_names(latent_dim)
+    return [
+        ["update_settings", {f"{component}_add_fixed": [[index, names, [0.0] * latent_dim]]}],
+        ["PSO", dict(pso)],
+        ["update_settings", {f"{component}_remove_fixed": [[index, names]]}],
+        ["LM", {"max_iterations": lm_iterations}],
+    ]
+
+
+@dataclasses.dataclass
+class FitSettings:
+    """Budget of the fit: PSO particles and iterations, LM iterations, emcee walkers and steps."""
+
+    pso_particles: int = 60
+    pso_iterations: int = 60
+    lm_iterations: int = 50
+    walker_ratio: int = 2
+    mcmc_burn: int = 100
+    mcmc_run: int = 100
+    progress: bool = True
+
+
+def lens_params_start():
+    """Initial value, spread, fixed values, lower and upper bounds of the SIE + SHEAR parameters."""
+    init = [{"theta_E": 1.0, "e1": 0.0, "e2": 0.0, "center_x": 0.0, "center_y": 0.0},
+            {"gamma1": 0.0, "gamma2": 0.0, "ra_0": 0.0, "dec_0": 0.0}]
+    sigma = [{"theta_E": 0.2, "e1": 0.1, "e2": 0.1, "center_x": 0.05, "center_y": 0.05},
+             {"gamma1": 0.05, "gamma2": 0.05}]
+    fixed = [{}, {"ra_0": 0.0, "dec_0": 0.0}]
+    lower = [{"theta_E": 0.3, "e1": -0.5, "e2": -0.5, "center_x": -0.3, "center_y": -0.3},
+             {"gamma1": -0.2, "gamma2": -0.2}]
+    upper = [{"theta_E": 2.0, "e1": 0.5, "e2": 0.5, "center_x": 0.3, "center_y": 0.3},
+             {"gamma1": 0.2, "gamma2": 0.2}]
+    return init, sigma, fixed, lower, upper
+
+
+def fit_lens(simulation, model=None, settings=None, seed=0):
+    """Fit SIE + SHEAR + 'VAE' source to a simulated lens with lenstronomy's FittingSequence.
+
+    Stages: PSO on the lens and the source position/size with the latents fixed at 0 (the mean
+    galaxy), LM on every parameter, then emcee. The latents carry a standard-normal prior.
+    lenstronomy's PSO and emcee draw from numpy's global generator, which is seeded here.
+
+    Returns:
+        dict with ``kwargs_result`` (best fit), ``samples`` and ``param_names`` of the emcee chain,
+        ``chain_list`` and ``seconds``.
+    """
+    settings = settings or FitSettings()
+    check_data(simulation.kwargs_data)
+    galaxy_model = load_galaxy_model(model)
+    source = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)
+    kwargs_params = {
+        "lens_model": lens_params_start(),
+        "source_model": [[part] for part in source],
+    }
+    kwargs_model = {
+        "lens_model_list": ["SIE", "SHEAR"],
+        "source_light_model_list": ["VAE"],
+        "source_light_profile_kwargs_list": [{"model": model}],
+    }
+    kwargs_likelihood = {"source_marg": False, "check_positive_flux": True,
+                         "prior_source": latent_prior(0, model=model)}
+    kwargs_data_joint = {
+        "multi_band_list": [[simulation.kwargs_data, simulation.kwargs_psf, simulation.kwargs_numerics]],
+        "multi_band_type": "single-band",
+    }
+    np.random.seed(seed)
+    fitting = FittingSequence(kwargs_data_joint, kwargs_model, {}, kwargs_likelihood, kwargs_params)
+    pso = {"sigma_scale": 1.0, "n_particles": settings.pso_particles}
+    fitting_list = [
+        *warm_start_steps(galaxy_model.latent_dim, {**pso, "n_iterations": settings.pso_iterations},
+                          settings.lm_iterations),
+        ["MCMC", {"n_burn": settings.mcmc_burn, "n_run": settings.mcmc_run, "walkerRatio": settings.walker_ratio,
+                  "sigma_scale": 0.1, "progress": settings.progress}],
+    ]
+    start = time.perf_counter()
+    chain_list = fitting.fit_sequence(fitting_list)
+    seconds = time.perf_counter() - start
+    _, samples, param_names, _ = chain_list[-1]
+    return {"kwargs_result": fitting.best_fit(), "samples": samples, "param_names": param_names,
+            "chain_list": chain_list, "seconds": seconds}
+
+
+def lens_parameter_table(simulation, fit):
+    """Median, 16th and 84th percentiles of each lens parameter against the truth (arcsec, unitless)."""
+    names = fit["param_names"]
+    suffix = {"theta_E": "lens0", "e1": "lens0", "e2": "lens0", "center_x": "lens0", "center_y": "lens0",
+              "gamma1": "lens1", "gamma2": "lens1"}
+    rows = {}
+    for param in LENS_PARAMS:
+        column = names.index(f"{param}_{suffix[param]}")
+        low, median, high = np.percentile(fit["samples"][:, column], [16, 50, 84])
+        truth = simulation.settings.lens[param]
+        rows[param] = {"truth": truth, "median": median, "minus": median - low, "plus": high - median,
+                       "sigma": 0.5 * (high - low), "pull": (median - truth) / max(0.5 * (high - low), 1e-12)}
+    return rows
+
+
+def model_images(simulation, kwargs_result, model=None, source_pixels=64):
+    """Best-fit model image, normalised residuals, and true and reconstructed source images.
+
+    Returns:
+        dict of 2-D arrays: ``data``, ``model``, ``residuals`` ((data − model)/σ), ``source_true`` and
+        ``source_fit`` (surface brightness on a ``source_pixels``² grid at the true source's pixel
+        scale, centred on the fitted source), and ``reduced_chi2``.
+    """
+    image_fit = ImageLinearFit(
+        ImageData(**simulation.kwargs_data), PSF(**simulation.kwargs_psf), LensModel(["SIE", "SHEAR"]),
+        LightModel(["VAE"], profile_kwargs_list=[{"model": model}]), kwargs_numerics=simulation.kwargs_numerics,
+    )
+    model_image, error_map, _, _ = image_fit.image_linear_solve(
+        kwargs_lens=kwargs_result["kwargs_lens"], kwargs_source=kwargs_result["kwargs_source"]
+    )
+    residuals = image_fit.reduced_residuals(model_image, error_map)
+    scale = simulation.source_pixel_scale
+    center = kwargs_result["kwargs_source"][0]
+    offsets = (np.arange(source_pixels) - (source_pixels - 1) / 2) * scale
+    x, y = np.meshgrid(offsets + center["center_x"], offsets + center["center_y"])
+    fitted = LightModel(["VAE"], profile_kwargs_list=[{"model": model}])
+    source_fit = fitted.surface_brightness(x.ravel(), y.ravel(), kwargs_result["kwargs_source"]).reshape(x.shape)
+    true_center = simulation.settings.source_center
+    true_offsets = (np.arange(simulation.source_stamp.shape[0]) - (simulation.source_stamp.shape[0] - 1) / 2) * scale
+    return {
+        "data": simulation.kwargs_data["image_data"],
+        "model": model_image,
+        "residuals": residuals,
+        "source_true": simulation.source_stamp / scale**2,
+        "source_true_extent": _extent(true_offsets + true_center[0], true_offsets + true_center[1]),
+        "source_fit": source_fit,
+        "source_fit_extent": _extent(offsets + center["center_x"], offsets + center["center_y"]),
+        "reduced_chi2": float(np.mean(residuals**2)),
+    }
+
+
+def _extent(x, y):
+    half = 0.5 * (x[1] - x[0])
+    return [x[0] - half, x[-1] + half, y[0] - half, y[-1] + half]

@@ -1,0 +1,222 @@
+"""Registration of the light profile 'VAE' with lenstronomy 1.14.
+
+lenstronomy has no plug-in mechanism for light profiles: ``LightModelBase.__init__`` builds
+profiles in an if/elif chain, and a few methods of ``LinearBasis``/``LightModelBase`` branch on
+profile names. We wrap exactly those methods (the table ``_ALIASED`` below and ``__init__``):
+
+* ``__init__``: 'VAE' entries are built by lenstronomy as a cheap stand-in ('UNIFORM') from
+  copies of the user's lists, then replaced by :class:`~lenstronomy_vae.lensing.profile.VAEProfile`
+  objects; ``profile_type_list`` is the user's own list object again afterwards.
+* name-branching methods: for an instance holding 'VAE' entries, ``profile_type_list`` reads
+  'SERSIC' at those positions for the duration of the call, because a VAE galaxy is handled
+  exactly like a single-amplitude, positive-flux profile (one linear parameter 'amp',
+  ``function(x, y, amp=1, ...)``, ``total_flux``).
+
+* ``FittingSequence.fit_sequence``: the step ``['LM', {...}]`` (Levenberg–Marquardt with
+  decoder derivatives, :mod:`lenstronomy_vae.lensing.lm`) runs between lenstronomy's own steps, which
+  are passed through unchanged.
+
+Instances without 'VAE' go straight to the original methods, so built-in profiles behave
+exactly as before. Everything is checked at import against the supported lenstronomy version
+and method signatures, so a lenstronomy change fails loudly instead of mis-modelling.
+"""
+
+import functools
+import inspect
+import threading
+
+import lenstronomy
+from lenstronomy.LightModel import light_model_base
+from lenstronomy.LightModel.light_model_base import LightModelBase
+from lenstronomy.LightModel.linear_basis import LinearBasis
+from lenstronomy.Workflow.fitting_sequence import FittingSequence
+
+from lenstronomy_vae.lensing.lm import run_lm
+from lenstronomy_vae.lensing.parameters import check_data
+from lenstronomy_vae.lensing.profile import VAEProfile
+
+VAE_NAME = "VAE"
+# lenstronomy builds this for 'VAE' positions before we replace it: no arguments, no cost.
+_STAND_IN = "UNIFORM"
+# How lenstronomy's name checks should see 'VAE': one linear amplitude, positive flux,
+# total_flux supported.
+_ALIAS = "SERSIC"
+
+SUPPORTED_VERSIONS = ((1, 14), (1, 15))  # [lower, upper)
+
+# (class, method) → parameter names the wrapper relies on.
+_ALIASED = {
+    (LinearBasis, "functions_split"): ["self", "x", "y", "kwargs_list", "k"],
+    (LinearBasis, "num_param_linear_list"): ["self", "kwargs_list"],
+    (LinearBasis, "update_linear"): ["self", "param", "i", "kwargs_list"],
+    (LinearBasis, "check_positive_flux_profile"): ["self", "kwargs_list"],
+    (LightModelBase, "total_flux"): ["self", "kwargs_list", "norm", "k"],
+}
+_INIT_PARAMETERS = ["self", "light_model_list", "profile_kwargs_list"]
+_FIT_SEQUENCE_PARAMETERS = ["self", "fitting_list"]
+LM_STEP = "LM"
+
+_MARKER = "__lenstronomy_vae_original__"
+
+# Serialises the temporary renaming: two threads sharing one LightModel must not interleave it.
+_SWAP_LOCK = threading.RLock()
+_REGISTER_LOCK = threading.Lock()
+
+
+class LenstronomyCompatibilityError(ImportError):
+    """The installed lenstronomy differs from the one the 'VAE' registration was written for."""
+
+
+def _check_compatibility():
+    """Raise LenstronomyCompatibilityError naming what changed in lenstronomy."""
+    version = lenstronomy.__version__
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        major_minor = None
+    low, high = SUPPORTED_VERSIONS
+    if major_minor is None or not low <= major_minor < high:
+        raise LenstronomyCompatibilityError(
+            f"lenstronomy_vae registers the 'VAE' light profile by wrapping lenstronomy "
+            f"internals and supports lenstronomy >={low[0]}.{low[1]},<{high[0]}.{high[1]}; "
+            f"lenstronomy {version} is installed"
+        )
+    expected = {(LightModelBase, "__init__"): _INIT_PARAMETERS,
+                (FittingSequence, "fit_sequence"): _FIT_SEQUENCE_PARAMETERS, **_ALIASED}
+    for (cls, name), parameters in expected.items():
+        method = cls.__dict__.get(name)
+        if method is None:
+            raise LenstronomyCompatibilityError(
+                f"lenstronomy {version}: {cls.__name__}.{name} no longer exists; the 'VAE' "
+                "registration (lenstronomy_vae/lensing/registration.py) must be updated"
+            )
+        found = list(inspect.signature(getattr(method, _MARKER, method)).parameters)
+        if found != parameters:
+            raise LenstronomyCompatibilityError(
+                f"lenstronomy {version}: {cls.__name__}.{name} has parameters {found}, expected "
+                f"{parameters}; the 'VAE' registration (lenstronomy_vae/lensing/registration.py) "
+                "must be updated"
+            )
+
+
+def _wrap_init(original):
+    @functools.wraps(original)
+    def __init__(self, light_model_list, profile_kwargs_list=None):
+        if VAE_NAME not in list(light_model_list):
+            return original(self, light_model_list, profile_kwargs_list)
+        types = list(light_model_list)
+        if profile_kwargs_list is None:
+            kwargs_list = [None] * len(types)
+        else:
+            kwargs_list = list(profile_kwargs_list)
+            if len(kwargs_list) != len(types):
+                # lenstronomy would zip() the lists and silently pair profiles with the wrong
+                # kwargs (e.g. index_source_light_model_list with a full profile_kwargs_list).
+                raise ValueError(
+                    f"profile_kwargs_list has {len(kwargs_list)} entries but light_model_list "
+                    f"{types} has {len(types)}; give one dict (or None) per light model"
+                )
+        is_vae = [name == VAE_NAME for name in types]
+        original(
+            self,
+            [_STAND_IN if vae else name for name, vae in zip(types, is_vae)],
+            [None if vae else kwargs for kwargs, vae in zip(kwargs_list, is_vae)],
+        )
+        for i, vae in enumerate(is_vae):
+            if vae:
+                self.func_list[i] = VAEProfile(**(kwargs_list[i] or {}))
+        self.profile_type_list = light_model_list
+        self._vae_alias_types = [_ALIAS if vae else name for name, vae in zip(types, is_vae)]
+
+    setattr(__init__, _MARKER, original)
+    return __init__
+
+
+def _wrap_aliased(original):
+    @functools.wraps(original)
+    def method(self, *args, **kwargs):
+        alias_types = self.__dict__.get("_vae_alias_types")
+        if alias_types is None:
+            return original(self, *args, **kwargs)
+        with _SWAP_LOCK:
+            user_types = self.profile_type_list
+            self.profile_type_list = alias_types
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                self.profile_type_list = user_types
+
+    setattr(method, _MARKER, original)
+    return method
+
+
+def _check_vae_fit_data(fitting_sequence):
+    """Refuse NaN pixels or non-positive noise in a fit with a 'VAE' component.
+
+    lenstronomy would silently turn them into a NaN likelihood that optimisers wander on; built-in
+    fits are left exactly as lenstronomy runs them.
+    """
+    kwargs_model = fitting_sequence._updateManager.kwargs_model
+    light_lists = (kwargs_model.get(key) or [] for key in ("source_light_model_list", "lens_light_model_list"))
+    if not any(VAE_NAME in names for names in light_lists):
+        return
+    for band, (kwargs_data, _, _) in enumerate(fitting_sequence.multi_band_list):
+        try:
+            check_data(kwargs_data)
+        except ValueError as error:
+            raise ValueError(f"band {band} of multi_band_list: {error}") from None
+
+
+def _wrap_fit_sequence(original):
+    @functools.wraps(original)
+    def fit_sequence(self, fitting_list):
+        """lenstronomy's fit_sequence, plus the step ['LM', {kwargs of lenstronomy_vae.lensing.lm.run_lm}].
+
+        An 'LM' step starts from the current parameter state, updates it as PSO does, and adds
+        ``['LM', kwargs_result, info]`` to the returned chain list (``info``: chi2, chi2_history,
+        iterations, evaluations, converged, seconds, param_names).
+        """
+        _check_vae_fit_data(self)
+        chain_list, pending = [], []
+        for step in fitting_list:
+            if step[0] != LM_STEP:
+                pending.append(step)
+                continue
+            if pending:
+                chain_list += original(self, pending)
+                pending = []
+            self._updateManager.check_initial_state()
+            kwargs_result, info = run_lm(self, **step[1])
+            self._updateManager.update_param_state(**kwargs_result)
+            chain_list.append([LM_STEP, kwargs_result, info])
+        if pending:
+            chain_list += original(self, pending)
+        return chain_list
+
+    setattr(fit_sequence, _MARKER, original)
+    return fit_sequence
+
+
+def register():
+    """Make 'VAE' a lenstronomy light profile (idempotent).
+
+    Raises:
+        LenstronomyCompatibilityError: unsupported lenstronomy version or changed internals.
+    """
+    with _REGISTER_LOCK:
+        _check_compatibility()
+        targets = {(LightModelBase, "__init__"): _wrap_init, (FittingSequence, "fit_sequence"): _wrap_fit_sequence}
+        targets.update({key: _wrap_aliased for key in _ALIASED})
+        for (cls, name), wrap in targets.items():
+            current = cls.__dict__[name]
+            if not hasattr(current, _MARKER):
+                setattr(cls, name, wrap(current))
+        # Only for lenstronomy's "unknown light model" message, which lists the supported names.
+        if VAE_NAME not in light_model_base._MODELS_SUPPORTED:
+            light_model_base._MODELS_SUPPORTED.append(VAE_NAME)
+
+
+def is_registered():
+    """Whether every lenstronomy method of the registration is wrapped."""
+    keys = [(LightModelBase, "__init__"), (FittingSequence, "fit_sequence"), *_ALIASED]
+    return all(hasattr(cls.__dict__[name], _MARKER) for cls, name in keys)

@@ -1,0 +1,142 @@
+"""Galaxy morphologies: COSMOS parametric fits, COSMOS-like bulge + disk draws, star-forming knots.
+
+Sizes are in arcsec and angles in radians; profiles are ``galsim.GSObject`` in image units.
+"""
+
+import dataclasses
+import math
+
+import galsim
+
+from lenstronomy_vae.sims.catalog import cosmos_catalog, flux_in_circle, stamp_radius
+from lenstronomy_vae.sims.surveys import get_survey
+
+# Fallback morphology, fitted on COSMOS parametric galaxies passing the default cuts
+# (F814W 18–25, Sersic hlr 0.05–0.5″, ≥ 90 % of the flux in a 64 × 0.03″ stamp).
+_COUNTS_SLOPE = 0.55             # dN/dm ∝ 10^(slope · m), fitted over F814W 21–25
+_LOG_HLR_AT_24 = -0.77           # log10 disk hlr [arcsec] at F814W = 24 ...
+_LOG_HLR_PER_MAG = -0.09         # ... its change per magnitude ...
+_LOG_HLR_SCATTER = 0.19          # ... and scatter [dex]
+_BULGE_PROBABILITY = 0.26        # fraction of galaxies fitted better by bulge + disk
+_BULGE_TO_TOTAL = (0.1, 0.8)     # uniform range of the bulge flux fraction
+_LOG_BULGE_TO_DISK_HLR = (-0.45, 0.30)  # mean and sigma of log10(bulge hlr / disk hlr)
+_DISK_Q = (0.2, 0.9)             # uniform ranges of the axis ratios
+_BULGE_Q = (0.4, 1.0)            # rounder than COSMOS bulge fits (median 0.26): a choice, not a fit
+_MAX_DRAWS = 1000                # rejection-sampling attempts per fallback galaxy
+
+# Single-Sersic COSMOS fits steeper than this are treated as spheroids: they get no knots.
+_MAX_DISK_SERSIC_N = 2.5
+
+
+@dataclasses.dataclass
+class Morphology:
+    """A galaxy before rotation, knots and offset.
+
+    Attributes:
+        profile: smooth light profile, total flux in image units.
+        disk: (hlr [arcsec], q, position angle [rad]) of the component knots follow, or None.
+        shape: (q, position angle [rad]) of the component carrying most of the flux.
+        index: catalog row, or -1.
+        redshift: photometric redshift, or NaN.
+    """
+
+    profile: galsim.GSObject
+    disk: tuple
+    shape: tuple
+    index: int
+    redshift: float
+
+
+def cosmos_morphology(index):
+    cat = cosmos_catalog()
+    record = cat.param_cat[index]
+    profile = cat.makeGalaxy(int(index), gal_type="parametric")
+    if record["use_bulgefit"]:
+        fit = record["bulgefit"]
+        disk = (record["hlr"][2], fit[3], fit[7])
+        bulge_dominant = record["flux"][1] > record["flux"][2]
+        shape = (fit[11], fit[15]) if bulge_dominant else (fit[3], fit[7])
+    else:
+        fit = record["sersicfit"]
+        shape = (fit[3], fit[7])
+        disk = (record["hlr"][0], fit[3], fit[7]) if fit[2] < _MAX_DISK_SERSIC_N else None
+    return Morphology(profile, disk, shape, int(index), float(record["zphot"]))
+
+
+@dataclasses.dataclass
+class _BulgeDisk:
+    """Parameters of a parametric bulge + disk galaxy (sizes in arcsec, angles in radians).
+
+    ``mag`` is the AB magnitude of the total flux in the survey's reference band (its only
+    band for HST, the colour reference band for multi-band surveys).
+    """
+
+    mag: float
+    disk_hlr: float
+    disk_q: float
+    beta: float
+    bulge_fraction: float
+    bulge_hlr: float
+    bulge_q: float
+
+
+def draw_bulge_disk(rng, config):
+    """A bulge + disk galaxy drawn from COSMOS-like distributions, by rejection until it passes the cuts.
+
+    ``config`` needs ``survey``, ``mag_range``, ``hlr_range``, ``min_flux_in_stamp`` and
+    ``max_offset`` (a :class:`GalaxySimConfig` or a blend config).
+    """
+    radius = stamp_radius(config)
+    slope = _COUNTS_SLOPE * math.log(10)
+    lo, hi = config.mag_range
+    for _ in range(_MAX_DRAWS):
+        # Inverse CDF of dN/dm ∝ exp(slope · m) on [lo, hi].
+        u = rng.uniform()
+        mag = hi + math.log(u + (1 - u) * math.exp(-slope * (hi - lo))) / slope
+        disk_hlr = 10 ** rng.normal(_LOG_HLR_AT_24 + _LOG_HLR_PER_MAG * (mag - 24), _LOG_HLR_SCATTER)
+        disk_q = rng.uniform(*_DISK_Q)
+        beta = rng.uniform(0, math.pi)
+        bulge_fraction = rng.uniform(*_BULGE_TO_TOTAL) if rng.uniform() < _BULGE_PROBABILITY else 0.0
+        bulge_hlr = disk_hlr * 10 ** rng.normal(*_LOG_BULGE_TO_DISK_HLR)
+        bulge_q = rng.uniform(*_BULGE_Q)
+        in_stamp = (bulge_fraction * flux_in_circle(4.0, bulge_hlr, bulge_q, radius)
+                    + (1 - bulge_fraction) * flux_in_circle(1.0, disk_hlr, disk_q, radius))
+        if config.hlr_range[0] <= disk_hlr <= config.hlr_range[1] and in_stamp >= config.min_flux_in_stamp:
+            return _BulgeDisk(mag, disk_hlr, disk_q, beta, bulge_fraction, bulge_hlr, bulge_q)
+    raise RuntimeError(
+        f"no parametric galaxy passed the cuts in {_MAX_DRAWS} draws: widen hlr_range "
+        f"{config.hlr_range} or mag_range {config.mag_range}, or lower min_flux_in_stamp "
+        f"{config.min_flux_in_stamp}"
+    )
+
+
+def parametric_morphology(rng, config):
+    """A single-band bulge + disk galaxy drawn by :func:`draw_bulge_disk`."""
+    p = draw_bulge_disk(rng, config)
+    flux = float(get_survey(config.survey).mag_to_flux(p.mag))
+    profile = galsim.Exponential(half_light_radius=p.disk_hlr, flux=(1 - p.bulge_fraction) * flux).shear(
+        q=p.disk_q, beta=p.beta * galsim.radians
+    )
+    if p.bulge_fraction > 0:
+        profile += galsim.DeVaucouleurs(half_light_radius=p.bulge_hlr, flux=p.bulge_fraction * flux).shear(
+            q=p.bulge_q, beta=p.beta * galsim.radians
+        )
+    shape = (p.bulge_q, p.beta) if p.bulge_fraction > 0.5 else (p.disk_q, p.beta)
+    return Morphology(profile, (p.disk_hlr, p.disk_q, p.beta), shape, -1, math.nan)
+
+
+
+def draw_knots(rng, disk, flux, config):
+    """Gaussian star-forming knots scattered like the disk (same hlr scale and ellipticity)."""
+    hlr, q, beta = disk
+    count = int(rng.integers(config.n_knots_range[0], config.n_knots_range[1] + 1))
+    fwhm = rng.uniform(*config.knot_fwhm_range)
+    positions = galsim.RandomKnots(
+        count, half_light_radius=hlr, rng=galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1)))
+    ).points
+    # Gaussians rather than RandomKnots' point sources: the intrinsic stamp must be drawable
+    # without a PSF, and real clumps are extended.
+    knot = galsim.Gaussian(fwhm=fwhm, flux=flux / count)
+    return galsim.Add([knot.shift(x, y) for x, y in positions]).shear(q=q, beta=beta * galsim.radians)
+
+

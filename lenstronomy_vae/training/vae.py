@@ -1,0 +1,117 @@
+"""Train a galaxy VAE on simulated stamps, measure it on held-out galaxies and ship it.
+
+The encoder sees the observed stamp (PSF-convolved, noisy); the decoder is scored against the
+intrinsic stamp (no PSF, no noise) with χ² weights from the pixel noise, so the decoder learns
+the galaxies lenstronomy will convolve with a PSF itself.
+"""
+
+import h5py
+
+from lenstronomy_vae.evaluation.reconstruction import reconstruction_metrics
+from lenstronomy_vae.networks.normalization import ArcsinhTanhNormalization
+from lenstronomy_vae.networks.vae import GalaxyVAE, KLWarmup, VAEConfig
+from lenstronomy_vae.sims.blends import BlendSet
+from lenstronomy_vae.sims.galaxies import GalaxySet
+from lenstronomy_vae.training.arrays import training_arrays
+from lenstronomy_vae.training.loop import cosine_adam, fit_resumable, run_summary
+from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry
+
+
+def load_stamp_set(path):
+    """A :class:`~lenstronomy_vae.sims.galaxies.GalaxySet` or :class:`~lenstronomy_vae.sims.blends.BlendSet` from HDF5.
+
+    Both have ``observed``, ``intrinsic`` and ``noise_sigma`` (a BlendSet's are its isolated
+    targets'), ``bands``, ``pixel_scale`` and ``split``: what VAE training reads.
+    """
+    with h5py.File(path, "r") as f:
+        file_format = f.attrs.get("format")
+    kinds = {GalaxySet.FILE_FORMAT: GalaxySet, BlendSet.FILE_FORMAT: BlendSet}
+    if file_format not in kinds:
+        raise ValueError(f"{path} holds neither galaxies nor blends (format attribute {file_format!r}); "
+                         "write it with 'lenstronomy-vae simulate' or 'simulate-blends'")
+    return kinds[file_format].load_hdf5(path)
+
+
+def train_vae(
+    train_set,
+    validation_set,
+    config,
+    epochs,
+    checkpoint_dir,
+    batch_size=64,
+    learning_rate=1e-3,
+    kl_warmup_epochs=5,
+    seed=0,
+    strategy=None,
+    verbose=2,
+):
+    """Train (or resume training) a :class:`GalaxyVAE`.
+
+    Args:
+        train_set, validation_set: :class:`lenstronomy_vae.sims.galaxies.GalaxySet` or
+            :class:`lenstronomy_vae.sims.blends.BlendSet` instances (a BlendSet's isolated targets).
+        config: :class:`VAEConfig`; its image size and band count must match the data.
+        epochs: total number of epochs planned (a resumed run trains only the remainder).
+        checkpoint_dir: directory for the checkpoints and ``state.json``; an existing checkpoint
+            there is resumed.
+        batch_size: global batch size (split across replicas).
+        learning_rate: Adam learning rate, decayed by cosine to 1 % over the planned steps.
+        kl_warmup_epochs: epochs over which the KL weight rises from 0 to 1.
+        seed: seed of the weights, the sampling layer and the shuffling.
+        strategy: a tf.distribute strategy; default: MirroredStrategy when several GPUs exist.
+        verbose: Keras verbosity.
+
+    Returns:
+        (vae, state): the trained model and the checkpoint state (epochs done, loss history).
+    """
+    expected = (config.image_size, config.image_size, config.num_bands)
+    if train_set.observed.shape[1:] != expected:
+        raise ValueError(f"training stamps have shape {train_set.observed.shape[1:]}; the model expects {expected}")
+
+    def build(steps_per_epoch):
+        vae = GalaxyVAE(config, ArcsinhTanhNormalization.fit(train_set.intrinsic), kl_weight=0.0, seed=seed)
+        vae.compile(optimizer=cosine_adam(learning_rate, epochs * steps_per_epoch))
+        return vae
+
+    def arrays(vae):
+        return training_arrays(train_set, vae.normalization), training_arrays(validation_set, vae.normalization)
+
+    return fit_resumable(build, arrays, len(train_set), epochs, checkpoint_dir, batch_size=batch_size, seed=seed,
+                         strategy=strategy, callbacks=[KLWarmup(0.0, 1.0, kl_warmup_epochs)], verbose=verbose)
+
+
+def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_options=None, held_out=1000,
+                   validation=1000, batch_size=64, learning_rate=1e-3, kl_warmup_epochs=5, seed=0, default=False):
+    """Train a VAE on a simulated HDF5 set, measure it on held-out galaxies, ship it with its manifest entry.
+
+    Args:
+        data: HDF5 file of a GalaxySet or a BlendSet (see :func:`load_stamp_set`).
+        name: model name in the manifest (users pass it as ``model=...``).
+        weights_dir: directory of the shipped ``.keras`` files and ``manifest.json``.
+        checkpoint_dir: checkpoints; an interrupted run resumes from here.
+        epochs: planned epochs.
+        config_options: :class:`VAEConfig` fields other than image size, bands and pixel scale
+            (which come from the data).
+        held_out, validation: galaxies kept for the final metrics and for the validation loss.
+        batch_size, learning_rate, kl_warmup_epochs, seed: as in :func:`train_vae`.
+        default: make this the default shipped model.
+
+    Returns:
+        dict: held-out median SSIM and relative flux errors, losses, seconds, hardware, file size.
+    """
+    galaxies = load_stamp_set(data)
+    held_out_set, validation_set, train_set = split_three(galaxies, held_out, validation)
+    config = VAEConfig(image_size=galaxies.observed.shape[1], bands=tuple(galaxies.bands),
+                       pixel_scale=galaxies.pixel_scale, **(config_options or {}))
+    vae, state = train_vae(train_set, validation_set, config, epochs, checkpoint_dir, batch_size=batch_size,
+                           learning_rate=learning_rate, kl_warmup_epochs=kl_warmup_epochs, seed=seed)
+    metrics = reconstruction_metrics(vae, held_out_set)
+    summary = {
+        "held_out_galaxies": len(held_out_set),
+        "median_ssim": metrics["median_ssim"],
+        "median_abs_flux_error": metrics["median_abs_flux_error"],
+        "median_flux_error": metrics["median_flux_error"],
+        **run_summary(state),
+    }
+    training_data = training_data_entry(data, galaxies, train_set, validation_set, held_out_set)
+    return ship(vae, name, weights_dir, training_data, summary, kind="vae", default=default)

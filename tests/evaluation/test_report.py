@@ -1,0 +1,45 @@
+"""The side-by-side deblending report on tiny networks and a few scenes."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from lenstronomy_vae.evaluation.report import compare, image_metrics, regressor_shear_bias
+from lenstronomy_vae.networks.deblender import Deblender
+from lenstronomy_vae.networks.regressor import LatentRegressor
+from lenstronomy_vae.sims.blends import simulate_blends
+
+
+def test_the_truth_scores_perfectly_and_the_blend_does_not(lsst_scenes):
+    metrics = image_metrics({"truth": lsst_scenes.target, "blend": lsst_scenes.blend}, lsst_scenes)
+    truth = metrics["truth"]
+    np.testing.assert_array_equal(truth["de"][np.isfinite(truth["de"])], 0.0)
+    np.testing.assert_allclose(truth["flux_error"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(truth["ssim"], 1.0)
+    np.testing.assert_allclose(truth["cosine"], 1.0)
+    blended = lsst_scenes.n_objects > 1
+    assert np.all(metrics["blend"]["flux_error"][blended, 3] > 0)  # neighbours add light
+
+
+def test_compare_reports_every_method_and_the_regressor(lsst_vae, lsst_scenes):
+    deblender = Deblender.from_vae(lsst_vae)
+    regressor = LatentRegressor.from_encoder_model(deblender, seed=0)
+    scenes, _ = lsst_scenes.split(6)
+    shear_sets = [simulate_blends(4, dataclasses.replace(lsst_scenes.config, shear=(s, s), quarter_turn=turned),
+                                  seed=9) for s, turned in ((0.02, False), (-0.02, False), (0.02, True), (-0.02, True))]
+    report, per_scene = compare(scenes, deblender, regressor, shear_sets, map_scenes=2, map_steps=3)
+    assert set(report["table"]) == {"no_deblending", "sep_segmentation", "vae_deblender", "vae_map", "regressor"}
+    assert report["table"]["vae_map"]["n"] == 2 and report["table"]["no_deblending"]["n"] == 6
+    assert report["table_map_scenes"]["sep_segmentation"]["n"] == 2
+    assert len(report["table"]["vae_deblender"]["mean_abs_flux_error_per_band"]) == 6
+    assert report["shear_bias"]["n"] <= 4 and len(report["shear_bias"]["m"]) == 2
+    assert per_scene["regressor"]["de"].shape == (6, 2)
+
+
+def test_shear_sets_must_pair(lsst_vae, lsst_scenes):
+    regressor = LatentRegressor.from_encoder_model(lsst_vae)
+    plus = simulate_blends(2, dataclasses.replace(lsst_scenes.config, shear=(0.02, 0.0)), seed=1)
+    unpaired = simulate_blends(2, dataclasses.replace(lsst_scenes.config, shear=(0.02, 0.0)), seed=1)
+    with pytest.raises(ValueError, match=r"minus set does not pair .*expected \(-0.02, -0.0\)"):
+        regressor_shear_bias(regressor, plus, unpaired, plus, plus)
