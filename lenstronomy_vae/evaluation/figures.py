@@ -1,6 +1,10 @@
-"""Figures of fits: data, model, normalised residuals, and optional source panels (PNG, atomic)."""
+"""Figures (PNG, written atomically): fit panels (data, model, residuals, sources) and the deblending report.
+
+Drawn on matplotlib ``Figure`` objects without pyplot, so no backend or global state is touched.
+"""
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from lenstronomy_vae.utils.files import atomic_path
 
@@ -15,12 +19,8 @@ def plot_fit_panels(data, model, residuals, path, sources=()):
         sources: (title, image, extent in arcsec [x0, x1, y0, y1]) per extra panel, shown on the
             colour scale of the first one.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 3 + len(sources), figsize=(4 * (3 + len(sources)), 4.2))
+    figure = Figure(figsize=(4 * (3 + len(sources)), 4.2))
+    axes = figure.subplots(1, 3 + len(sources))
     vmax = np.percentile(data, 99.5)
     panels = [
         ("data", data, dict(cmap="magma", vmin=0, vmax=vmax)),
@@ -40,7 +40,6 @@ def plot_fit_panels(data, model, residuals, path, sources=()):
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
 
 
 def plot_deblending_report(report, per_scene, path):
@@ -51,12 +50,8 @@ def plot_deblending_report(report, per_scene, path):
         per_scene: its per-scene metric arrays.
         path: PNG file to write (atomically).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    figure = Figure(figsize=(15, 4.4))
+    axes = figure.subplots(1, 3)
     for method, bins in report["binned"].items():
         snr = bins["abs_de1"]["snr"]
         centres = [np.sqrt(max(b["low"], 1.0) * min(b["high"], 300.0)) for b in snr]
@@ -76,4 +71,3 @@ def plot_deblending_report(report, per_scene, path):
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)

@@ -78,6 +78,7 @@ def test_fit_reports_missing_files_and_images_without_pixel_scale(galaxy_files, 
     assert "not a readable FITS file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_models_lists_the_shipped_models(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
@@ -105,11 +106,24 @@ def test_simulate_then_train_ship_a_model_with_its_manifest(tmp_path, capsys):
     assert manifest["models"]["tiny"]["training_data"]["train"] == 6
 
 
+def test_report_names_the_kind_of_network_it_needs(lsst_vae, tmp_path, capsys):
+    vae_path = tmp_path / "vae.keras"
+    lsst_vae.save(vae_path)
+    data = tmp_path / "blends.h5"
+    assert main(["simulate-blends", "--n", "2", "--seed", "3", "--out", str(data), "--quiet"]) == 0
+    assert main(["report", "--data", str(data), "--deblender", str(vae_path), "--out", str(tmp_path / "r"),
+                 "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "holds a GalaxyVAE, not a lenstronomy_vae Deblender: pass a deblender" in error
+    assert "Traceback" not in error
+
+
 def test_simulate_refuses_an_unknown_survey(tmp_path, capsys):
     assert main(["simulate", "--n", "2", "--survey", "jwst", "--out", str(tmp_path / "x.h5"), "--quiet"]) == 2
     assert "jwst" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_blend_commands_train_ship_report_and_deblend(lsst_vae, tmp_path, capsys):
     """simulate-blends → train-deblender → train-regressor → report → deblend, on tiny inputs."""
     vae_path = tmp_path / "vae.keras"

@@ -32,6 +32,7 @@ def test_simulated_lens_is_reproducible_and_has_the_requested_flux(lens_with_vae
     assert lens_with_vae_source.source_stamp.sum() == pytest.approx(SMALL_LENS.source_flux)
 
 
+@pytest.mark.slow
 def test_pso_lm_and_emcee_recover_the_einstein_radius_within_its_uncertainty(lens_with_vae_source, galaxy_model_path):
     fit = fit_lens(lens_with_vae_source, model=galaxy_model_path, settings=SHORT_FIT, seed=1)
     assert fit["samples"].shape[1] == len(fit["param_names"]) == 7 + 3 + 4

@@ -6,6 +6,8 @@ import pathlib
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses, shipped weights or real fits
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 

@@ -91,6 +91,7 @@ def train(galaxies, tmp_path, name, seed):
                      seed=seed, verbose=0)
 
 
+@pytest.mark.slow
 def test_training_twice_with_the_same_seed_gives_the_same_losses_and_weights(galaxies, tmp_path):
     vae_a, state_a = train(galaxies, tmp_path, "a", seed=4)
     vae_b, state_b = train(galaxies, tmp_path, "b", seed=4)

@@ -29,6 +29,8 @@ if str(HERE) not in sys.path:
 
 import fit_script  # noqa: E402  (tests/scripts/fit_script.py)
 
+pytestmark = pytest.mark.slow  # subprocesses, shipped weights or real fits
+
 SCRIPT = HERE / "fit_script.py"
 RTOL = 1e-9
 

@@ -12,7 +12,8 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 COSMOS = SHARED / "data" / "cosmos"
 
-pytestmark = pytest.mark.skipif(not COSMOS.is_dir(), reason=f"{COSMOS} absent (real COSMOS galaxies)")
+pytestmark = [pytest.mark.skipif(not COSMOS.is_dir(), reason=f"{COSMOS} absent (real COSMOS galaxies)"),
+              pytest.mark.slow]  # real fits
 
 # Two of the smaller stamps (34 and 42 px): a compact bright galaxy and a fainter one.
 STAMPS = [22, 12]

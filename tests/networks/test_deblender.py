@@ -49,6 +49,7 @@ def test_bad_stamps_are_named(lsst_vae):
         deblender.encode(stamps)
 
 
+@pytest.mark.slow
 def test_a_fresh_process_loads_a_saved_deblender_by_path(lsst_vae, tmp_path):
     import subprocess
     import sys
@@ -58,3 +59,15 @@ def test_a_fresh_process_loads_a_saved_deblender_by_path(lsst_vae, tmp_path):
             f"print(type(load_network({str(tmp_path / 'deblender.keras')!r})).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("Deblender")
+
+
+def test_deblend_names_a_channels_first_batch_and_takes_a_single_stamp(lsst_vae, lsst_scenes):
+    deblender = Deblender.from_vae(lsst_vae)
+    stamps = lsst_scenes.blend[:2].astype(np.float64)
+    for method in (deblender.deblend, deblender.encode):
+        with pytest.raises(ValueError, match=r"\(2, 6, 45, 45\), bands first.*np\.moveaxis\(stamps, 1, -1\)"):
+            method(np.moveaxis(stamps, -1, 1))
+    one = deblender.deblend(stamps[0])
+    assert one.shape == (45, 45, 6)
+    np.testing.assert_allclose(one, deblender.deblend(stamps[:1])[0], rtol=1e-6)
+    assert deblender.encode(stamps[0]).shape == (lsst_vae.config.latent_dim,)

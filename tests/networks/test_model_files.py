@@ -79,6 +79,7 @@ def test_decode_checks_latent_size_and_values(galaxy_model_path):
         model.decode(np.array([0.0, np.nan, 0.0, 0.0]))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHIPPED / "manifest.json").is_file(), reason="no shipped weights")
 def test_shipped_models_match_their_manifest_and_decode_galaxies():
     manifest = json.loads((SHIPPED / "manifest.json").read_text())

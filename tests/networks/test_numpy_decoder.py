@@ -98,6 +98,7 @@ def test_threads_and_pickled_copies_give_the_same_images():
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(fast))(z), expected)
 
 
+@pytest.mark.slow
 def test_runs_without_tensorflow(tmp_path):
     fast = NumpyDecoder.from_keras(random_decoder(VAEConfig(**TINY_CONFIG)))
     z = np.random.default_rng(6).normal(size=(2, 4)).astype(np.float32)

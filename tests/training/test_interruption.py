@@ -85,6 +85,7 @@ def steps_per_epoch():
 # Training
 
 
+@pytest.mark.slow
 def test_training_killed_mid_epoch_resumes_from_its_last_checkpoint(galaxies_file, tmp_path):
     checkpoint_dir = tmp_path / "run"
     command = [sys.executable, str(HERE / "train_script.py"), str(galaxies_file), str(checkpoint_dir), str(EPOCHS)]
@@ -115,6 +116,7 @@ def test_training_killed_mid_epoch_resumes_from_its_last_checkpoint(galaxies_fil
     assert temporaries(checkpoint_dir) == [], f"temporary files remain (after the kill: {left_by_kill})"
 
 
+@pytest.mark.slow
 def test_training_resume_removes_the_temporary_file_of_a_checkpoint_killed_while_saving(galaxies_file, tmp_path):
     """What a SIGKILL inside ``atomic_path`` leaves: a partial temporary beside the complete checkpoint."""
     train_script.train(galaxies_file, tmp_path, 1)
@@ -126,6 +128,7 @@ def test_training_resume_removes_the_temporary_file_of_a_checkpoint_killed_while
     assert temporaries(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_training_killed_between_checkpoint_and_state_does_not_train_an_epoch_twice(galaxies_file, tmp_path):
     _, state = train_script.train(galaxies_file, tmp_path, 1)
     # What a SIGKILL after saving the epoch-2 model and before state.json names it leaves: an
@@ -181,6 +184,7 @@ def test_emcee_backend_resumes_where_the_first_run_stopped(galaxy_model_path, tm
     np.testing.assert_array_equal(read_backend(tmp_path / "straight.h5").get_chain(), backend.get_chain())
 
 
+@pytest.mark.slow
 def test_killed_emcee_run_leaves_a_readable_backend_that_resumes(galaxy_model_path, tmp_path):
     """SIGKILL during a likelihood evaluation of step 3 (emcee writes the backend after each step).
 
@@ -261,6 +265,7 @@ def atomic_io_file():
     return pathlib.Path(files.__file__)
 
 
+@pytest.mark.slow
 def test_a_killed_atomic_writer_leaves_the_previous_file(tmp_path):
     """SIGKILL inside the block: the old file stays complete (only a '.' temporary is left)."""
     target = tmp_path / "out.json"
