@@ -66,13 +66,10 @@ import numpy as np
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
 from threadpoolctl import threadpool_limits
 
-import lenstronomy_vae  # noqa: F401  (registers 'VAE' and 'LM')
-from lenstronomy_vae.lensing.galaxy_fit import fit_galaxy
-from lenstronomy_vae.lensing.lens_fit import lens_params_start
-from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS, LensSettings, simulate_lens
-from lenstronomy_vae.lensing.parameters import latent_prior, vae_source_params
-from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
-from lenstronomy_vae.utils.files import atomic_path, write_json
+from lenstronomy_vae import fit_galaxy, latent_prior, load_galaxy_model, vae_source_params  # registers 'VAE', 'LM'
+from lenstronomy_vae.lensing import LensSettings, lens_params_start, simulate_lens, warm_start_steps
+from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS
+from lenstronomy_vae.utils import atomic_path, write_json
 
 CATALOG = "cosmos_f814w_validation_catalog.fits"
 IMAGES = "cosmos_f814w_validation_images.fits"
@@ -281,7 +278,6 @@ def fit_vae(stamp, budget, model=None, seed=0, image=None, start=None):
     """
     image = stamp.image if image is None else image
     galaxy_model = load_galaxy_model(model)
-    latent_names = [f"z_{i}" for i in range(galaxy_model.latent_dim)]
     likelihood = {"check_positive_flux": True, "prior_lens_light": latent_prior(0, model=model)}
     np.random.seed(seed)
     if start is not None:
@@ -298,12 +294,9 @@ def fit_vae(stamp, budget, model=None, seed=0, image=None, start=None):
     mean_seconds = time.perf_counter() - begin
     np.random.seed(seed)
     fitting = galaxy_fitting_sequence(stamp, image, "VAE", _vae_params(model), likelihood, {"model": model})
-    pso_kwargs, pso_image, pso_seconds, _ = _run(fitting, [
-        ["update_settings", {"lens_light_add_fixed": [[0, latent_names, [0.0] * len(latent_names)]]}],
-        ["PSO", {"n_particles": budget.vae_pso_particles, "n_iterations": budget.vae_pso_iterations}],
-        ["update_settings", {"lens_light_remove_fixed": [[0, latent_names]]}],
-        ["LM", {"max_iterations": budget.vae_lm_iterations}],
-    ])
+    pso_kwargs, pso_image, pso_seconds, _ = _run(fitting, warm_start_steps(
+        galaxy_model.latent_dim, {"n_particles": budget.vae_pso_particles, "n_iterations": budget.vae_pso_iterations},
+        budget.vae_lm_iterations, component="lens_light"))
     starts = {"mean galaxy → LM": {"reduced_chi2": mean_start["reduced_chi2"], "seconds": mean_seconds},
               "PSO (centre, scale) → LM": {"reduced_chi2": _reduced_chi2(image, pso_image, stamp.noise_sigma),
                                            "seconds": pso_seconds}}
@@ -560,7 +553,6 @@ def _lens_fit_result(fitting, simulation, seconds):
 def fit_lens_vae(simulation, budget, model=None, seed=0):
     """SIE + SHEAR + 'VAE' source: PSO with the latents at the mean galaxy, then LM on everything."""
     galaxy_model = load_galaxy_model(model)
-    latent_names = [f"z_{i}" for i in range(galaxy_model.latent_dim)]
     source = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)
     kwargs_params = {"lens_model": lens_params_start(), "source_model": [[part] for part in source]}
     kwargs_model = {"lens_model_list": ["SIE", "SHEAR"], "source_light_model_list": ["VAE"],
@@ -570,12 +562,10 @@ def fit_lens_vae(simulation, budget, model=None, seed=0):
     fitting = FittingSequence(_lens_data(simulation), kwargs_model, {}, likelihood, kwargs_params)
     start = time.perf_counter()
     with _quiet():
-        fitting.fit_sequence([
-            ["update_settings", {"source_add_fixed": [[0, latent_names, [0.0] * len(latent_names)]]}],
-            ["PSO", {"sigma_scale": 1.0, "n_particles": budget.pso_particles, "n_iterations": budget.pso_iterations}],
-            ["update_settings", {"source_remove_fixed": [[0, latent_names]]}],
-            ["LM", {"max_iterations": budget.lm_iterations}],
-        ])
+        fitting.fit_sequence(warm_start_steps(
+            galaxy_model.latent_dim,
+            {"sigma_scale": 1.0, "n_particles": budget.pso_particles, "n_iterations": budget.pso_iterations},
+            budget.lm_iterations))
     return _lens_fit_result(fitting, simulation, time.perf_counter() - start)
 
 

@@ -15,10 +15,9 @@ import pathlib
 
 import numpy as np
 
-from lenstronomy_vae.deblending.scene import deblend_scene
-from lenstronomy_vae.networks.model_files import load_network
-from lenstronomy_vae.sims.blends import BlendSimConfig, simulate_blends
-from lenstronomy_vae.sims.shapes import adaptive_moments_shape
+from lenstronomy_vae.deblending import deblend_scene
+from lenstronomy_vae.networks import Deblender, load_network
+from lenstronomy_vae.sims import BlendSimConfig, adaptive_moments_shape, simulate_blends
 
 
 def simulate_scene(seed, n_objects=4):
@@ -29,8 +28,6 @@ def simulate_scene(seed, n_objects=4):
 
 def deblend(scenes, deblender="lsst45_deblender", map_steps=100):
     """Deblend the scene; return (result before MAP, result after MAP, rows pairing truth and galaxies)."""
-    from lenstronomy_vae.networks.deblender import Deblender
-
     model = load_network(deblender, Deblender)
     before = deblend_scene(model, scenes.blend[0], scenes.survey)
     after = deblend_scene(model, scenes.blend[0], scenes.survey, refine=True, map_steps=map_steps)

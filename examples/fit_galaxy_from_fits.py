@@ -16,12 +16,10 @@ import pathlib
 import numpy as np
 from astropy.io import fits
 
+from lenstronomy_vae import VAEProfile, fit_galaxy
 from lenstronomy_vae.evaluation.figures import plot_fit_panels
-from lenstronomy_vae.lensing.galaxy_fit import fit_galaxy
-from lenstronomy_vae.lensing.profile import VAEProfile
-from lenstronomy_vae.sims.galaxies import GalaxySimConfig, simulate_galaxies
-from lenstronomy_vae.sims.surveys import SURVEYS
-from lenstronomy_vae.utils.fits_io import read_image
+from lenstronomy_vae.sims import SURVEYS, GalaxySimConfig, simulate_galaxies
+from lenstronomy_vae.utils import read_image
 
 
 def write_simulated_galaxy(out_dir, seed=0, source="auto"):

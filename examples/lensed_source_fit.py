@@ -18,12 +18,10 @@ import matplotlib
 import numpy as np
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
 
-import lenstronomy_vae  # noqa: F401  (registers the 'VAE' profile and the 'LM' step)
-from lenstronomy_vae.lensing.lens_fit import lens_params_start
-from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS, simulate_lens
-from lenstronomy_vae.lensing.parameters import latent_prior, vae_source_params
-from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
-from lenstronomy_vae.utils.files import atomic_path
+from lenstronomy_vae import latent_prior, load_galaxy_model, vae_source_params  # registers 'VAE' and 'LM'
+from lenstronomy_vae.lensing import lens_params_start, simulate_lens, warm_start_steps
+from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS
+from lenstronomy_vae.utils import atomic_path
 
 matplotlib.use("Agg")
 
@@ -60,16 +58,11 @@ def fit(out_dir, model=None, seed=0, pso_iterations=60, steps=300, burn=100, wal
     backend_file = out_dir / "chain.h5"
     simulation = simulate_lens(seed=seed)
     fitting = fitting_sequence(simulation, model)
-    latents = [f"z_{i}" for i in range(load_galaxy_model(model).latent_dim)]
     np.random.seed(seed)
     resume = backend_file.is_file()
     if not resume:  # a resumed chain continues from its walkers; no need to optimise again
-        fitting.fit_sequence([
-            ["update_settings", {"source_add_fixed": [[0, latents, [0.0] * len(latents)]]}],
-            ["PSO", {"n_particles": 60, "n_iterations": pso_iterations}],
-            ["update_settings", {"source_remove_fixed": [[0, latents]]}],
-            ["LM", {"max_iterations": 50}],
-        ])
+        fitting.fit_sequence(warm_start_steps(load_galaxy_model(model).latent_dim,
+                                              {"n_particles": 60, "n_iterations": pso_iterations}, lm_iterations=50))
     done = read_backend(backend_file).iteration if resume else 0
     if steps > done:
         fitting.fit_sequence([["MCMC", {

@@ -18,19 +18,14 @@ import pathlib
 
 import numpy as np
 
-from lenstronomy_vae.evaluation.metrics import robust_sigma
-from lenstronomy_vae.networks.model_files import load_network
-from lenstronomy_vae.sims.blends import BlendSimConfig, simulate_blends
-from lenstronomy_vae.sims.shapes import adaptive_moments_shape
+from lenstronomy_vae.deblending import survey_kernels
+from lenstronomy_vae.evaluation import robust_sigma
+from lenstronomy_vae.networks import Deblender, LatentRegressor, load_network
+from lenstronomy_vae.sims import BlendSimConfig, adaptive_moments_shape, convolve_bands, simulate_blends
 
 
 def predict(n, seed, regressor="lsst45_regressor", deblender="lsst45_deblender"):
     """Simulate ``n`` scenes; return (truth rows of the targets, regressor predictions, deblended shapes)."""
-    from lenstronomy_vae.deblending.scene_model import survey_kernels
-    from lenstronomy_vae.networks.deblender import Deblender
-    from lenstronomy_vae.networks.regressor import LatentRegressor
-    from lenstronomy_vae.sims.rendering import convolve_bands
-
     scenes = simulate_blends(n, BlendSimConfig(), seed=seed)
     predicted = load_network(regressor, LatentRegressor).predict_quantities(scenes.blend)
     model = load_network(deblender, Deblender)
