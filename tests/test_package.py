@@ -30,7 +30,7 @@ def test_no_module_imports_inside_a_function():
 
 
 @pytest.mark.slow
-def test_an_unsupported_lenstronomy_leaves_simulation_and_deblending_working():
+def test_an_unsupported_lenstronomy_leaves_simulation_deblending_and_their_commands_working():
     script = """
 import warnings
 import lenstronomy
@@ -53,6 +53,9 @@ for attempt in ("import lenstronomy_vae.lensing", "from lenstronomy_vae import V
         assert "supports lenstronomy >=1.14,<1.15; lenstronomy 1.99.0 is installed" in str(error), error
     else:
         raise AssertionError(attempt + " did not fail")
+from lenstronomy_vae.cli import main
+assert main(["models"]) == 0
+assert main(["demo", "--quick"]) == 1
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)

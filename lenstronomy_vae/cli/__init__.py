@@ -17,3 +17,6 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as error:
         print(f"lenstronomy-vae {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except ImportError as error:  # an unsupported lenstronomy, for the lensing commands
+        print(f"lenstronomy-vae {args.command}: error: {error}", file=sys.stderr)
+        return 1

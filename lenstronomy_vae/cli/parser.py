@@ -4,6 +4,23 @@ import argparse
 
 from lenstronomy_vae.cli import commands as handlers
 
+try:  # demo and fit need lenstronomy's 'VAE' profile; the other commands work with any lenstronomy
+    from lenstronomy_vae.cli import lensing_commands
+except ImportError as error:  # lenstronomy_vae.lensing.LenstronomyCompatibilityError is an ImportError
+    lensing_commands = None
+    _LENSING_ERROR = error
+
+
+def _lensing_handler(name):
+    """The handler of a lensing command, or, with an unsupported lenstronomy, one that raises its error."""
+    if lensing_commands is not None:
+        return getattr(lensing_commands, name)
+
+    def unavailable(args):
+        raise _LENSING_ERROR
+
+    return unavailable
+
 
 def _simulation_options(items):
     """--n, --out, --seed, --processes and --quiet of the simulation commands."""
@@ -53,7 +70,7 @@ def build_parser():
     demo.add_argument("--model", default=None, help="shipped model name or .keras path (default model if unset)")
     demo.add_argument("--quick", action="store_true", help="a short fit (smoke test, less accurate)")
     demo.add_argument("--quiet", action="store_true", help="no emcee progress bar")
-    demo.set_defaults(run=handlers.demo_command)
+    demo.set_defaults(run=_lensing_handler("demo_command"))
     fit = subcommands.add_parser(
         "fit", help="fit one galaxy image (FITS) with the VAE profile; write parameters (JSON) and a figure",
         description="Fit a galaxy stamp with the 'VAE' profile by Levenberg–Marquardt. Writes OUT/fit.json "
@@ -70,7 +87,7 @@ def build_parser():
     fit.add_argument("--model", default=None, help="shipped model name or .keras path (default model if unset)")
     fit.add_argument("--max-iterations", type=int, default=50, help="LM iteration budget")
     fit.add_argument("--out", default="fit_output", help="output directory (default: fit_output)")
-    fit.set_defaults(run=handlers.fit_command)
+    fit.set_defaults(run=_lensing_handler("fit_command"))
     simulate = subcommands.add_parser(
         "simulate", parents=[_simulation_options("galaxies")],
         help="simulate isolated galaxy stamps with GalSim and write them to HDF5",
