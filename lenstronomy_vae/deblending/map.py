@@ -26,7 +26,6 @@ from lenstronomy_vae.sims.surveys import get_survey
 LATENT_BOUND = 5.0
 
 
-
 def _shift_matrices(offsets, stamp_size, image_size):
     """(K, image_size, stamp_size) 0/1 matrices placing stamp rows (or columns) at ``offsets``."""
     matrices = np.zeros((len(offsets), image_size, stamp_size), dtype=np.float32)

@@ -33,6 +33,7 @@ from lenstronomy_vae.sims.surveys import get_survey
 # 79 % of all galaxies and 99.3 % of the targets with no spurious detection; 5 finds 33 % of them.
 DETECTION_THRESHOLD = 1.5
 
+
 def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separation=5.0, refine=False,
                   map_steps=100, threshold=DETECTION_THRESHOLD, **detect_kwargs):
     """Detect and deblend every galaxy of a scene; optionally refine all of them jointly (MAP).

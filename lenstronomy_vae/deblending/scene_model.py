@@ -18,6 +18,7 @@ from lenstronomy_vae.utils.checks import check_finite
 # PSF kernels of 25 × 25 pixels (5″ for LSST) hold the seeing disc and its wings.
 KERNEL_SIZE = 25
 
+
 @dataclasses.dataclass
 class SceneGalaxy:
     """One deblended galaxy of a scene.

@@ -47,7 +47,6 @@ TRUTH_DTYPE = np.dtype([
 ])
 
 
-
 @dataclasses.dataclass
 class GalaxySimConfig(SimConfig):
     """What galaxies to simulate and how.
@@ -98,7 +97,6 @@ class GalaxySimConfig(SimConfig):
             raise ValueError(f"knot_fwhm_range must be positive [arcsec], got {self.knot_fwhm_range}")
         if not 0.0 <= self.knot_probability <= 1.0:
             raise ValueError(f"knot_probability must lie in [0, 1], got {self.knot_probability}")
-
 
 
 @dataclasses.dataclass

@@ -125,7 +125,6 @@ def parametric_morphology(rng, config):
     return Morphology(profile, (p.disk_hlr, p.disk_q, p.beta), shape, -1, math.nan)
 
 
-
 def draw_knots(rng, disk, flux, config):
     """Gaussian star-forming knots scattered like the disk (same hlr scale and ellipticity)."""
     hlr, q, beta = disk

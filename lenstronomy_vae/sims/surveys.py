@@ -148,7 +148,6 @@ HST_ACS_F814W = Survey(
 )
 
 
-
 def _lsst_from_surveycodex(stamp_size=45):
     """LSST u g r i z y at 10-year depth, every number taken from ``surveycodex``.
 
