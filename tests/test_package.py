@@ -1,6 +1,7 @@
 """The package's shape: imports run one way, none hide in functions, and only lensing needs a matching lenstronomy."""
 
 import ast
+import configparser
 import pathlib
 import subprocess
 import sys
@@ -60,3 +61,12 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+
+
+def test_setup_cfg_installs_every_subpackage():
+    """A plain `pip install .` installs the packages setup.cfg lists, and only those."""
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    found = {".".join(path.parent.relative_to(REPO).parts) for path in PACKAGE.rglob("__init__.py")}
+    assert found | {"lenstronomy_vae.weights"} == listed
