@@ -1,50 +1,49 @@
 """Metrics used to judge reconstructions and deblending: image quality, shapes, fluxes and shear bias."""
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.stats import median_abs_deviation
+from skimage.metrics import structural_similarity
 
 from lenstronomy_vae.sims.shapes import adaptive_moments_shape
 
-# Wang et al. (2004) constants for a data range L: C1 = (K1 L)², C2 = (K2 L)².
-_K1, _K2, _WINDOW_SIGMA = 0.01, 0.03, 1.5
+# SSIM's Gaussian window σ [pixels]. scikit-image truncates it at 3.5 σ, a window of 2 r + 1 = 11 px with the
+# radius r = int(3.5 σ + 0.5) of scipy.ndimage, and leaves out the border of (11 − 1) // 2 = r = 5 px.
+SSIM_WINDOW_SIGMA = 1.5
+SSIM_BORDER = int(3.5 * SSIM_WINDOW_SIGMA + 0.5)
 
 
 def ssim(image, reference, data_range=None):
-    """Mean structural similarity of two 2-D images (Wang et al. 2004, Gaussian window σ = 1.5 px).
+    """Mean structural similarity of two 2-D images: scikit-image's ``structural_similarity``.
+
+    Wang et al. (2004) with a Gaussian window of σ = 1.5 px (truncated at 3.5 σ: 11 × 11 px), population
+    (co)variances and K1 = 0.01, K2 = 0.03. Border convention: the SSIM map is averaged over the interior
+    only, leaving out a border of (11 − 1) // 2 = 5 px (:data:`SSIM_BORDER`) on every side, where the window
+    leaves the image (there the reflected padding would count pixels twice).
 
     Args:
-        image, reference: arrays (H, W) in the same units.
-        data_range: dynamic range L of the images; default ``reference.max() - reference.min()``.
+        image, reference: arrays (H, W) in the same units, H, W ≥ 11 px.
+        data_range: dynamic range L of the images, in their units (C1 = (K1 L)², C2 = (K2 L)²);
+            default ``reference.max() - reference.min()``.
 
     Returns:
-        SSIM in [-1, 1]; 1 for identical images.
+        SSIM in [-1, 1] (dimensionless); 1 for identical images.
+
+    Raises:
+        ValueError: if the images are not 2-D, differ in shape or are smaller than the 11-px window.
     """
     image, reference = np.asarray(image, float), np.asarray(reference, float)
     if image.shape != reference.shape or image.ndim != 2:
         raise ValueError(f"ssim needs two 2-D images of one shape; got {image.shape} and {reference.shape}")
     if data_range is None:
         data_range = reference.max() - reference.min()
-    c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2
-
-    def blur(a):
-        return gaussian_filter(a, _WINDOW_SIGMA, mode="reflect", truncate=3.5)
-
-    mu_x, mu_y = blur(image), blur(reference)
-    var_x = blur(image * image) - mu_x**2
-    var_y = blur(reference * reference) - mu_y**2
-    cov = blur(image * reference) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return float(ssim_map.mean())
+    return float(structural_similarity(image, reference, data_range=data_range, gaussian_weights=True,
+                                       sigma=SSIM_WINDOW_SIGMA, use_sample_covariance=False, K1=0.01, K2=0.03))
 
 
 def relative_flux_error(image, reference):
     """(Σ image − Σ reference) / Σ reference over the last two (pixel) axes; dimensionless."""
     total = np.sum(reference, axis=(-2, -1))
     return (np.sum(image, axis=(-2, -1)) - total) / total
-
-
-# 1.4826 ≈ 1 / Φ⁻¹(3/4): makes the median absolute deviation a consistent estimate of σ for Gaussian data.
-_MAD_TO_SIGMA = 1.4826
 
 
 def cosine_similarity(image, reference):
@@ -66,6 +65,14 @@ def cosine_similarity(image, reference):
     return float(np.dot(a, b) / (norm_a * norm_b))
 
 
+def _check_batch(images):
+    """Float array of a batch (n, H, W, bands), or a ValueError."""
+    images = np.asarray(images, float)
+    if images.ndim != 4:
+        raise ValueError(f"images must be a batch (n, H, W, bands); got shape {images.shape}")
+    return images
+
+
 def _check_batches(images, references):
     """Float arrays of two batches (n, H, W, bands) of one shape, or a ValueError."""
     images, references = np.asarray(images, float), np.asarray(references, float)
@@ -75,6 +82,30 @@ def _check_batches(images, references):
             f"got {images.shape} and {references.shape}"
         )
     return images, references
+
+
+def _check_band(band_index, bands):
+    """Raise ValueError unless ``band_index`` is an integer index of one of ``bands`` bands."""
+    if not isinstance(band_index, (int, np.integer)) or not -bands <= band_index < bands:
+        raise ValueError(f"band_index must index one of {bands} bands; got {band_index}")
+
+
+def adaptive_shapes(images, band_index, pixel_scale=1.0):
+    """Adaptive-moment shape of each image of a batch in one band (:func:`adaptive_moments_shape`).
+
+    Args:
+        images: batch (n, H, W, bands), any flux units.
+        band_index: index of the band (last axis) to measure.
+        pixel_scale: pixel size in arcsec.
+
+    Returns:
+        array (n, 2) of (g1, g2), reduced shear (dimensionless); NaN where HSM fails, the flux is not
+        positive or a pixel is not finite.
+    """
+    images = _check_batch(images)
+    _check_band(band_index, images.shape[-1])
+    return np.array([adaptive_moments_shape(image[..., band_index], pixel_scale)
+                     for image in images]).reshape(len(images), 2)
 
 
 def shape_errors(images, references, band_index, pixel_scale=1.0):
@@ -89,14 +120,7 @@ def shape_errors(images, references, band_index, pixel_scale=1.0):
         array (n, 2) of (Δg1, Δg2) in the convention of :func:`adaptive_moments_shape`; NaN where either fails.
     """
     images, references = _check_batches(images, references)
-    bands = images.shape[-1]
-    if not isinstance(band_index, (int, np.integer)) or not -bands <= band_index < bands:
-        raise ValueError(f"band_index must index one of {bands} bands; got {band_index}")
-    return np.array([
-        np.subtract(adaptive_moments_shape(image[..., band_index], pixel_scale),
-                    adaptive_moments_shape(reference[..., band_index], pixel_scale))
-        for image, reference in zip(images, references)
-    ]).reshape(len(images), 2)
+    return adaptive_shapes(images, band_index, pixel_scale) - adaptive_shapes(references, band_index, pixel_scale)
 
 
 def flux_errors(images, references):
@@ -112,8 +136,41 @@ def flux_errors(images, references):
     return relative_flux_error(np.moveaxis(images, -1, 1), np.moveaxis(references, -1, 1))
 
 
+def ssim_scores(images, references, band_index):
+    """SSIM (scikit-image, Gaussian σ = 1.5 px, border of 5 px excluded) of each pair in one band (:func:`ssim`).
+
+    Args:
+        images, references: batches (n, H, W, bands) of one shape, H, W ≥ 11 px.
+        band_index: index of the band (last axis) to compare.
+
+    Returns:
+        array (n,), dimensionless; each image's data range is that of its reference.
+    """
+    images, references = _check_batches(images, references)
+    _check_band(band_index, images.shape[-1])
+    return np.array([ssim(image[..., band_index], reference[..., band_index])
+                     for image, reference in zip(images, references)]).reshape(len(images))
+
+
+def cosine_similarities(images, references):
+    """Cosine similarity of each pair over all its pixels and bands (:func:`cosine_similarity`).
+
+    Args:
+        images, references: batches (n, H, W, bands) of one shape.
+
+    Returns:
+        array (n,), dimensionless; NaN for a pair with a zero image.
+    """
+    images, references = _check_batches(images, references)
+    return np.array([cosine_similarity(image, reference)
+                     for image, reference in zip(images, references)]).reshape(len(images))
+
+
 def robust_sigma(values):
-    """1.4826 × median absolute deviation around the median, ignoring non-finite values.
+    """Normal-consistent median absolute deviation, ignoring non-finite values.
+
+    ``scipy.stats.median_abs_deviation(scale='normal')``: median |x − median(x)| / Φ⁻¹(3/4), where
+    1 / Φ⁻¹(3/4) = 1.482602…
 
     Args:
         values: array of any shape (flattened).
@@ -125,7 +182,7 @@ def robust_sigma(values):
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         return float("nan")
-    return float(_MAD_TO_SIGMA * np.median(np.abs(finite - np.median(finite))))
+    return float(median_abs_deviation(finite, scale="normal"))
 
 
 def _bin_summary(low, high, values):

@@ -6,7 +6,8 @@ alone, PSF-convolved, in image units; it is compared with the true noiseless iso
 - ``Δe``: adaptive-moment shape (GalSim HSM, reduced shear) of the estimate minus that of the
   truth, in the truth's ``measure_band``;
 - ``Δf/f``: relative flux error per band over the stamp;
-- SSIM in the measure band and cosine similarity over all bands.
+- SSIM (scikit-image, Gaussian σ = 1.5 px, border of 5 px excluded) in the measure band, and cosine
+  similarity over all bands.
 
 The regressor predicts the target's intrinsic shape (reduced shear, applied shear included)
 instead of an image; its Δe is the prediction minus the input shape. Shear bias (m, c) of the
@@ -21,15 +22,15 @@ from lenstronomy_vae.deblending.detection import segmentation_deblend
 from lenstronomy_vae.deblending.scene import DETECTION_THRESHOLD, deblend_scene
 from lenstronomy_vae.deblending.scene_model import survey_kernels
 from lenstronomy_vae.evaluation.metrics import (
+    adaptive_shapes,
     binned_statistics,
-    cosine_similarity,
+    cosine_similarities,
     flux_errors,
     robust_sigma,
     shear_bias,
-    ssim,
+    ssim_scores,
 )
 from lenstronomy_vae.sims.rendering import convolve_bands
-from lenstronomy_vae.sims.shapes import adaptive_moments_shape
 
 METHODS = ("no_deblending", "sep_segmentation", "vae_deblender", "vae_map")
 SNR_EDGES = (0, 10, 20, 40, 80, 1e5)
@@ -70,30 +71,41 @@ def target_estimates(blends, deblender, map_scenes=None, map_steps=100, progress
     return estimates
 
 
+def _scatter(valid, values):
+    """Rows ``values`` of the scenes where ``valid`` is True, NaN rows elsewhere."""
+    rows = np.full((len(valid),) + values.shape[1:], np.nan)
+    rows[valid] = values
+    return rows
+
+
 def image_metrics(estimates, blends):
     """Per-scene metrics of each method's target image against the true isolated target.
 
+    Args:
+        estimates: dict method → (n, H, W, bands) array of target images (see :func:`target_estimates`);
+            a scene with a non-finite pixel has no estimate.
+        blends: the :class:`lenstronomy_vae.sims.blends.BlendSet` they come from.
+
     Returns:
-        dict method → dict of arrays: ``de`` (n, 2) shape error (reduced shear), ``flux_error``
-        (n, bands), ``ssim`` (n,) in the measure band, ``cosine`` (n,) over all bands; NaN where
-        a method has no estimate or HSM fails.
+        dict method → dict of arrays: ``de`` (n, 2) shape error (reduced shear,
+        :func:`~lenstronomy_vae.evaluation.metrics.adaptive_shapes`), ``flux_error`` (n, bands)
+        (:func:`~lenstronomy_vae.evaluation.metrics.flux_errors`), ``ssim`` (n,) SSIM (scikit-image, Gaussian
+        σ = 1.5 px, border of 5 px excluded) in the measure band, ``cosine`` (n,) over all bands; all
+        dimensionless, NaN rows where a method has no estimate, NaN ``de`` where HSM fails.
     """
     truth = blends.target.astype(np.float64)
     band = blends.survey.band_index(blends.config.measure_band)
-    pixel_scale = blends.pixel_scale
-    true_shapes = np.array([adaptive_moments_shape(image[..., band], pixel_scale) for image in truth])
+    true_shapes = adaptive_shapes(truth, band, blends.pixel_scale)
     metrics = {}
     for method, images in estimates.items():
+        images = np.asarray(images, np.float64)
         valid = np.all(np.isfinite(images), axis=(1, 2, 3))
-        shapes = np.array([adaptive_moments_shape(image[..., band], pixel_scale) if ok else (np.nan, np.nan)
-                           for image, ok in zip(images, valid)])
+        found, reference = images[valid], truth[valid]
         metrics[method] = {
-            "de": shapes - true_shapes,
-            "flux_error": np.where(valid[:, None], flux_errors(np.nan_to_num(images), truth), np.nan),
-            "ssim": np.array([ssim(image[..., band], reference[..., band]) if ok else np.nan
-                              for image, reference, ok in zip(images, truth, valid)]),
-            "cosine": np.array([cosine_similarity(image, reference) if ok else np.nan
-                                for image, reference, ok in zip(images, truth, valid)]),
+            "de": _scatter(valid, adaptive_shapes(found, band, blends.pixel_scale) - true_shapes[valid]),
+            "flux_error": _scatter(valid, flux_errors(found, reference)),
+            "ssim": _scatter(valid, ssim_scores(found, reference, band)),
+            "cosine": _scatter(valid, cosine_similarities(found, reference)),
         }
     return metrics
 
@@ -108,7 +120,18 @@ def regressor_errors(regressor, blends):
 
 
 def summarise(de, flux_error=None, ssim_values=None, cosine=None, band=None):
-    """One row of the side-by-side table (failures are NaN and counted)."""
+    """One row of the side-by-side table (failures are NaN and counted).
+
+    Args:
+        de: (n, 2) shape errors (reduced shear); a row with a NaN is a failure.
+        flux_error, ssim_values, cosine: optional (n, bands), (n,), (n,) arrays of :func:`image_metrics`; the
+            SSIM is scikit-image's (Gaussian σ = 1.5 px, border of 5 px excluded).
+        band: index of the band of ``flux_error`` summarised by the mean and median.
+
+    Returns:
+        dict of dimensionless statistics: σ, robust σ (:func:`~lenstronomy_vae.evaluation.metrics.robust_sigma`)
+        and mean of Δe, and with ``flux_error`` the mean and median |Δf/f| and median SSIM and cosine.
+    """
     finite = np.all(np.isfinite(de), axis=1)
     row = {
         "n": int(len(de)),

@@ -3,18 +3,26 @@
 import galsim
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
+from scipy.stats import norm
 
 from lenstronomy_vae.evaluation.metrics import (
+    SSIM_BORDER,
+    adaptive_shapes,
     binned_statistics,
+    cosine_similarities,
     cosine_similarity,
     flux_errors,
     robust_sigma,
     shape_errors,
     shear_bias,
+    ssim,
+    ssim_scores,
 )
 from lenstronomy_vae.sims.shapes import adaptive_moments_shape
 
 SCALE = 0.2  # arcsec per pixel
+MAD_TO_SIGMA = 1 / norm.ppf(0.75)  # 1.482602…: the median absolute deviation of a unit Gaussian is Φ⁻¹(3/4)
 
 
 def sheared_gaussian(g1, g2, offset=(0.0, 0.0), sigma=0.6, flux=1.0):
@@ -84,8 +92,95 @@ def test_flux_errors_per_band():
 def test_robust_sigma():
     assert robust_sigma(np.random.default_rng(0).normal(size=20_000)) == pytest.approx(1.0, rel=0.05)
     # median 3, absolute deviations [2, 1, 0, 1, 97] → MAD 1
-    assert robust_sigma([1.0, 2.0, 3.0, 4.0, 100.0, np.nan]) == pytest.approx(1.4826)
+    assert robust_sigma([1.0, 2.0, 3.0, 4.0, 100.0, np.nan]) == pytest.approx(MAD_TO_SIGMA)
     assert np.isnan(robust_sigma([np.nan]))
+
+
+def former_robust_sigma(values):
+    """The former hand-written estimate: 1.4826 × median |x − median(x)| over the finite values."""
+    finite = np.asarray(values, float).ravel()
+    finite = finite[np.isfinite(finite)]
+    return 1.4826 * np.median(np.abs(finite - np.median(finite)))
+
+
+def test_robust_sigma_equals_the_former_formula():
+    rng = np.random.default_rng(2)
+    samples = [rng.normal(3.0, 0.2, size=1001), rng.standard_cauchy(size=(40, 5)), rng.exponential(size=2),
+               np.array([1.0, np.inf, -np.inf, np.nan, 4.0, 2.5]), np.array([7.0])]
+    for values in samples:
+        result = robust_sigma(values)
+        assert isinstance(result, float)
+        # Only the constant changed: 1 / Φ⁻¹(3/4) = 1.4826022 instead of 1.4826 (1.5e-6 relative).
+        assert result == pytest.approx(former_robust_sigma(values), rel=2e-6, abs=0)
+        assert result == pytest.approx(former_robust_sigma(values) * MAD_TO_SIGMA / 1.4826, rel=1e-12, abs=0)
+    assert np.isnan(robust_sigma([np.inf, np.nan])) and np.isnan(robust_sigma([]))
+
+
+def former_ssim_map(image, reference, data_range):
+    """The former hand-written SSIM map: Wang et al. (2004), scipy Gaussian window σ = 1.5 px, mode reflect."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+
+    def blur(a):
+        return gaussian_filter(a, 1.5, mode="reflect", truncate=3.5)
+
+    mu_x, mu_y = blur(image), blur(reference)
+    var_x = blur(image * image) - mu_x**2
+    var_y = blur(reference * reference) - mu_y**2
+    cov = blur(image * reference) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+
+
+def ssim_pairs():
+    """(image, reference) pairs: noise, galaxies against noisy or sheared copies, a non-square stamp."""
+    rng = np.random.default_rng(4)
+    galaxy = sheared_gaussian(0.2, -0.1)
+    yield rng.normal(size=(32, 32)), rng.normal(size=(32, 32))
+    yield rng.uniform(size=(11, 17)), rng.uniform(size=(11, 17))
+    yield galaxy + rng.normal(scale=0.01, size=galaxy.shape), galaxy
+    yield sheared_gaussian(0.0, 0.3, offset=(1.5, -2.0), sigma=0.8, flux=2.0), galaxy
+    yield 0.9 * galaxy + rng.normal(scale=0.002, size=galaxy.shape), galaxy + rng.normal(scale=0.002, size=galaxy.shape)
+
+
+def test_ssim_equals_the_former_implementation_on_the_interior():
+    assert SSIM_BORDER == 5  # window 2 × int(3.5 × 1.5 + 0.5) + 1 = 11 px
+    inner = (slice(SSIM_BORDER, -SSIM_BORDER),) * 2
+    for image, reference in ssim_pairs():
+        data_range = reference.max() - reference.min()
+        assert ssim(image, reference) == pytest.approx(former_ssim_map(image, reference, data_range)[inner].mean(),
+                                                       abs=1e-6)
+        assert ssim(image, reference, data_range=3.0) == pytest.approx(
+            former_ssim_map(image, reference, 3.0)[inner].mean(), abs=1e-6)
+    # Expected difference: the former function averaged the whole map, border included, where the window leaves
+    # the image and reflects it. On galaxy stamps that border is mostly sky, e.g. the 4th pair (two different
+    # noiseless galaxies, 45 × 45 px) scores 0.760 over the whole map but 0.604 over the interior.
+
+
+def test_ssim_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="2-D images of one shape"):
+        ssim(np.ones((16, 16)), np.ones((16, 15)))
+    with pytest.raises(ValueError, match="2-D images of one shape"):
+        ssim(np.ones((16, 16, 1)), np.ones((16, 16, 1)))
+    with pytest.raises(ValueError):  # smaller than the 11-px window
+        ssim(np.ones((10, 16)), np.ones((10, 16)))
+
+
+def test_batch_metrics_are_the_per_image_ones():
+    pairs = list(ssim_pairs())[2:]
+    images = np.stack([np.stack([image, 2 * image], axis=-1) for image, _ in pairs])
+    references = np.stack([np.stack([reference, reference], axis=-1) for _, reference in pairs])
+    np.testing.assert_array_equal(ssim_scores(images, references, 1),
+                                  [ssim(2 * image, reference) for image, reference in pairs])
+    np.testing.assert_array_equal(cosine_similarities(images, references),
+                                  [cosine_similarity(i, r) for i, r in zip(images, references)])
+    np.testing.assert_array_equal(adaptive_shapes(images, 0, SCALE),
+                                  [adaptive_moments_shape(image, SCALE) for image, _ in pairs])
+    assert ssim_scores(images[:0], references[:0], 0).shape == cosine_similarities(images[:0], references[:0]).shape
+    assert cosine_similarities(images[:0], references[:0]).shape == (0,)
+    assert adaptive_shapes(images[:0], 0).shape == (0, 2)
+    with pytest.raises(ValueError, match="band_index"):
+        ssim_scores(images, references, 2)
+    with pytest.raises(ValueError, match=r"\(n, H, W, bands\)"):
+        adaptive_shapes(images[0], 0)
 
 
 def test_binned_statistics_hand_example():
@@ -98,7 +193,7 @@ def test_binned_statistics_hand_example():
     # x = 2.0 falls in the last, closed bin; x = 5 and NaN fall in none.
     assert (high["count"], high["n_failed"]) == (3, 1)
     assert high["median"] == 4.0 and high["mean"] == 5.0
-    assert high["robust_sigma"] == pytest.approx(1.4826 * 2)
+    assert high["robust_sigma"] == pytest.approx(MAD_TO_SIGMA * 2)
     assert high["std"] == pytest.approx(np.std([2.0, 4.0, 9.0], ddof=1))
     with pytest.raises(ValueError, match="edges"):
         binned_statistics(x, values, edges=[1.0, 0.0])

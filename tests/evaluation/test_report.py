@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lenstronomy_vae.evaluation.report import compare, image_metrics, regressor_shear_bias
+from lenstronomy_vae.evaluation.metrics import adaptive_shapes, cosine_similarities, flux_errors, ssim_scores
+from lenstronomy_vae.evaluation.report import compare, image_metrics, regressor_shear_bias, summarise
 from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.networks.regressor import LatentRegressor
 from lenstronomy_vae.sims.blends import simulate_blends
@@ -20,6 +21,23 @@ def test_the_truth_scores_perfectly_and_the_blend_does_not(lsst_scenes):
     np.testing.assert_allclose(truth["cosine"], 1.0)
     blended = lsst_scenes.n_objects > 1
     assert np.all(metrics["blend"]["flux_error"][blended, 3] > 0)  # neighbours add light
+
+
+def test_image_metrics_are_the_metrics_functions_with_nan_rows_without_estimate(lsst_scenes):
+    estimate = lsst_scenes.blend.astype(np.float64)
+    estimate[::3] = np.nan  # no estimate for scenes 0, 3, 6, …
+    metrics = image_metrics({"partial": estimate}, lsst_scenes)["partial"]
+    missing = np.arange(len(lsst_scenes)) % 3 == 0
+    for values in metrics.values():
+        assert len(values) == len(lsst_scenes) and np.isnan(values[missing]).all()
+    found, truth = lsst_scenes.blend[~missing], lsst_scenes.target[~missing]
+    band = lsst_scenes.survey.band_index(lsst_scenes.config.measure_band)
+    de = adaptive_shapes(found, band, lsst_scenes.pixel_scale) - adaptive_shapes(truth, band, lsst_scenes.pixel_scale)
+    np.testing.assert_array_equal(metrics["de"][~missing], de)
+    np.testing.assert_array_equal(metrics["flux_error"][~missing], flux_errors(found, truth))
+    np.testing.assert_array_equal(metrics["ssim"][~missing], ssim_scores(found, truth, band))
+    np.testing.assert_array_equal(metrics["cosine"][~missing], cosine_similarities(found, truth))
+    assert summarise(metrics["de"])["n_failed"] >= missing.sum()
 
 
 def test_compare_reports_every_method_and_the_regressor(lsst_vae, lsst_scenes):

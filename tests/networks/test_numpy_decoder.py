@@ -301,3 +301,21 @@ def test_unit_flux_stamp_jacobian_by_numpy_and_tensorflow(multiband_model_path, 
     assert np.isclose(stamp.sum(), 1.0) and np.allclose(derivatives.sum(axis=(0, 1)), 0.0, atol=1e-12)
     np.testing.assert_allclose(stamp, expected_stamp, rtol=1e-5, atol=1e-6 * expected_stamp.max())
     np.testing.assert_allclose(derivatives, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_unit_flux_stamp_jacobian_of_a_band_with_its_own_band_max(multiband_model_path):
+    """Each band's flux scale is its own band_max: the chain rule must not take band 0's."""
+    model = galaxy_model.GalaxyModel(load_vae(multiband_model_path), name="scaled")
+    model.vae.normalization.band_max = np.array([1.0, 4.0, 20.0])[:len(model.bands)]
+    z, step, band = np.array([0.3, -0.5, 0.1, 0.8]), 1e-3, len(model.bands) - 1
+
+    def stamp(latents):
+        flux = np.maximum(model.decode(latents)[0, ..., band], 0.0)
+        return flux / flux.sum()
+
+    value, derivatives = jacobian.unit_flux_stamp_jacobian(model, z, band)
+    np.testing.assert_allclose(value, stamp(z), rtol=1e-5, atol=1e-7)
+    for i in range(len(z)):
+        shift = np.eye(len(z))[i] * step
+        numerical = (stamp(z + shift) - stamp(z - shift)) / (2 * step)
+        np.testing.assert_allclose(derivatives[..., i], numerical, atol=2e-3 * np.abs(numerical).max())
