@@ -20,7 +20,8 @@ def demo_command(args):
     if args.quick:
         settings = FitSettings(pso_iterations=20, lm_iterations=10, mcmc_burn=20, mcmc_run=20,
                                progress=not args.quiet)
-    run_demo(out_dir=args.out, seed=args.seed, model=args.model, fit_settings=settings)
+    run_demo(out_dir=args.out, seed=args.seed, model=args.model, fit_settings=settings,
+             verbose=getattr(args, "verbose", False))
     return 0
 
 

@@ -5,7 +5,9 @@ from scratch: PSO with the latents held at the mean galaxy (0), then Levenbergâ€
 every parameter from PSO's best point.
 """
 
+import contextlib
 import dataclasses
+import io
 import time
 
 import numpy as np
@@ -71,16 +73,28 @@ def lens_params_start():
     return init, sigma, fixed, lower, upper
 
 
-def fit_lens(simulation, model=None, settings=None, seed=0):
+def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbose=False):
     """Fit SIE + SHEAR + 'VAE' source to a simulated lens with lenstronomy's FittingSequence.
 
     Stages: PSO on the lens and the source position/size with the latents fixed at 0 (the mean
-    galaxy), LM on every parameter, then emcee. The latents carry a standard-normal prior.
-    lenstronomy's PSO and emcee draw from numpy's global generator, which is seeded here.
+    galaxy), LM on every parameter (:func:`warm_start_steps`), then emcee. The latents carry a
+    standard-normal prior. lenstronomy's PSO and emcee draw from numpy's global generator, which
+    is seeded here.
+
+    Args:
+        simulation: :class:`~lenstronomy_vae.lensing.lens_simulation.LensSimulation`.
+        model: shipped model name or ``.keras`` path; None for the default model.
+        settings: :class:`FitSettings`; defaults if None.
+        seed: seed of numpy's global generator.
+        on_stage: called with each stage's summary (see Returns) as soon as the stage ends.
+        verbose: let lenstronomy print what its optimisers print (PSO's parameter dictionaries).
 
     Returns:
         dict with ``kwargs_result`` (best fit), ``samples`` and ``param_names`` of the emcee chain,
-        ``chain_list`` and ``seconds``.
+        ``chain_list``, ``seconds`` and ``stages``: one dict per stage with ``name``, ``seconds``,
+        ``chi2`` (âˆ’2 logL of lenstronomy's likelihood at the best point so far, priors included)
+        and what the stage did (``particles`` and ``iterations``; LM's ``iterations`` and
+        ``converged``; emcee's ``walkers``, ``burn`` and ``steps``).
     """
     settings = settings or FitSettings()
     check_data(simulation.kwargs_data)
@@ -103,19 +117,33 @@ def fit_lens(simulation, model=None, settings=None, seed=0):
     }
     np.random.seed(seed)
     fitting = FittingSequence(kwargs_data_joint, kwargs_model, {}, kwargs_likelihood, kwargs_params)
-    pso = {"sigma_scale": 1.0, "n_particles": settings.pso_particles}
-    fitting_list = [
-        *warm_start_steps(galaxy_model.latent_dim, {**pso, "n_iterations": settings.pso_iterations},
-                          settings.lm_iterations),
-        ["MCMC", {"n_burn": settings.mcmc_burn, "n_run": settings.mcmc_run, "walkerRatio": settings.walker_ratio,
-                  "sigma_scale": 0.1, "progress": settings.progress}],
-    ]
+    pso = {"sigma_scale": 1.0, "n_particles": settings.pso_particles, "n_iterations": settings.pso_iterations}
+    fix_latents, pso_step, free_latents, lm_step = warm_start_steps(galaxy_model.latent_dim, pso,
+                                                                    settings.lm_iterations)
+    mcmc_step = ["MCMC", {"n_burn": settings.mcmc_burn, "n_run": settings.mcmc_run,
+                          "walkerRatio": settings.walker_ratio, "sigma_scale": 0.1, "progress": settings.progress}]
+    stages, chain_list = [], []
     start = time.perf_counter()
-    chain_list = fitting.fit_sequence(fitting_list)
+    for name, steps in (("PSO", [fix_latents, pso_step, free_latents]), ("LM", [lm_step]), ("emcee", [mcmc_step])):
+        begin = time.perf_counter()
+        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+            chains = fitting.fit_sequence(steps)
+        chain_list += chains
+        stage = {"name": name, "seconds": time.perf_counter() - begin, "chi2": -2.0 * fitting.best_fit_likelihood()}
+        if name == "PSO":
+            stage.update(particles=settings.pso_particles, iterations=settings.pso_iterations)
+        elif name == "LM":
+            stage.update(iterations=chains[-1][2]["iterations"], converged=chains[-1][2]["converged"])
+        else:
+            walkers = settings.walker_ratio * len(chains[-1][2])
+            stage.update(walkers=walkers, burn=settings.mcmc_burn, steps=settings.mcmc_run)
+        stages.append(stage)
+        if on_stage is not None:
+            on_stage(stage)
     seconds = time.perf_counter() - start
     _, samples, param_names, _ = chain_list[-1]
     return {"kwargs_result": fitting.best_fit(), "samples": samples, "param_names": param_names,
-            "chain_list": chain_list, "seconds": seconds}
+            "chain_list": chain_list, "seconds": seconds, "stages": stages}
 
 
 def lens_parameter_table(simulation, fit):

@@ -50,7 +50,10 @@ class LensSettings:
 
 @dataclasses.dataclass
 class LensSimulation:
-    """A simulated lens: lenstronomy data, PSF and numerics kwargs, the truth and the noise."""
+    """A simulated lens: lenstronomy data, PSF and numerics kwargs, the truth and the noise.
+
+    ``source`` says what the source galaxy is, in words (e.g. which simulated population).
+    """
 
     settings: LensSettings
     kwargs_data: dict
@@ -58,6 +61,12 @@ class LensSimulation:
     kwargs_numerics: dict
     source_stamp: np.ndarray
     source_pixel_scale: float
+    source: str = "a user-given stamp"
+
+
+# What simulate_galaxies draws, by source (GalaxySimConfig.source once resolved).
+_SOURCE_KINDS = {"cosmos": "a GalSim galaxy with the parametric fit of a real COSMOS galaxy",
+                 "parametric": "a GalSim bulge + disk galaxy drawn from COSMOS-like distributions"}
 
 
 def _lens_kwargs(lens):
@@ -75,11 +84,13 @@ def extended_galaxy(seed=0, candidates=16, half_light_radius=0.18):
     multiple images.
 
     Returns:
-        (stamp (H, W) in image units, pixel scale in arcsec).
+        (stamp (H, W) in image units, pixel scale in arcsec, what the galaxy is in words).
     """
     galaxies = simulate_galaxies(candidates, GalaxySimConfig(), seed=seed)
     chosen = int(np.argmin(np.abs(galaxies.truth["hlr"] - half_light_radius)))
-    return galaxies.intrinsic[chosen, ..., 0].astype(float), galaxies.pixel_scale
+    kind = _SOURCE_KINDS[galaxies.config.source] + (" with star-forming knots" if galaxies.truth["has_knots"][chosen]
+                                                    else "")
+    return galaxies.intrinsic[chosen, ..., 0].astype(float), galaxies.pixel_scale, kind
 
 
 def simulate_lens(seed=0, settings=None, source_stamp=None, source_pixel_scale=None):
@@ -96,8 +107,9 @@ def simulate_lens(seed=0, settings=None, source_stamp=None, source_pixel_scale=N
         :class:`LensSimulation` whose ``kwargs_data['image_data']`` holds the noisy image (counts/s).
     """
     settings = settings or LensSettings()
+    source = "a user-given stamp"
     if source_stamp is None:
-        source_stamp, source_pixel_scale = extended_galaxy(seed)
+        source_stamp, source_pixel_scale, source = extended_galaxy(seed)
     galaxy = np.asarray(source_stamp, dtype=float) * settings.source_flux / np.sum(source_stamp)
     kwargs_data = simulation_util.data_configure_simple(
         settings.num_pix, settings.pixel_scale, settings.exposure_time, settings.background_rms
@@ -115,4 +127,4 @@ def simulate_lens(seed=0, settings=None, source_stamp=None, source_pixel_scale=N
     rng = np.random.default_rng(seed)
     counts = rng.poisson(np.maximum(clean, 0) * settings.exposure_time) / settings.exposure_time
     kwargs_data["image_data"] = counts + rng.normal(0.0, settings.background_rms, clean.shape)
-    return LensSimulation(settings, kwargs_data, kwargs_psf, kwargs_numerics, galaxy, scale)
+    return LensSimulation(settings, kwargs_data, kwargs_psf, kwargs_numerics, galaxy, scale, source)

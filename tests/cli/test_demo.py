@@ -41,11 +41,18 @@ def test_pso_lm_and_emcee_recover_the_einstein_radius_within_its_uncertainty(len
     assert 0 < theta_e["sigma"] < 0.05
 
 
-def test_run_demo_writes_figure_and_results(tmp_path, galaxy_model_path):
+def test_run_demo_writes_figure_and_results_and_tells_the_story_of_the_fit(tmp_path, galaxy_model_path, capsys):
     quick = FitSettings(pso_particles=10, pso_iterations=3, lm_iterations=2, mcmc_burn=2, mcmc_run=2,
                         progress=False)
     results = run_demo(out_dir=tmp_path, seed=0, model=galaxy_model_path, fit_settings=quick,
                        lens_settings=SMALL_LENS)
+    story = capsys.readouterr().out
+    assert "'amp'" not in story and "z_0" not in story  # lenstronomy's PSO dictionaries stay quiet
+    for line in ("PSO, 10 particles × 3 iterations", "Levenberg–Marquardt ('LM') on every parameter, ",
+                 "emcee, ", "θ_E = ", "lensing a GalSim "):
+        assert line in story
+    assert [stage["name"] for stage in results["stages"]] == ["PSO", "LM", "emcee"]
+    assert results["stages"][1]["chi2"] <= results["stages"][0]["chi2"]
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["lens_parameters"]["theta_E"]["truth"] == SMALL_LENS.lens["theta_E"]
     assert written["reduced_chi2"] == pytest.approx(results["reduced_chi2"])
