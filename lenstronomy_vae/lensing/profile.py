@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from lenstronomy_vae.lensing.threads import limit_threads_of_a_worker
 from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
 from lenstronomy_vae.networks.jacobian import unit_flux_stamp_jacobian
 from lenstronomy_vae.networks.model_files import resolve
@@ -213,7 +214,9 @@ class VAEProfile:
 
     def __setstate__(self, state):
         # Unpickling imports this module, hence the package, which registers 'VAE' with
-        # lenstronomy in the worker process too.
+        # lenstronomy in the worker process too; a worker of a parallel fit gets its thread
+        # pools limited (lenstronomy_vae.lensing.threads).
+        limit_threads_of_a_worker()
         self.__init__(**state)
 
     def __repr__(self):
