@@ -17,21 +17,36 @@ profile names. We wrap exactly those methods (the table ``_ALIASED`` below and `
   are passed through unchanged.
 
 Instances without 'VAE' go straight to the original methods, so built-in profiles behave
-exactly as before. Everything is checked at import against the supported lenstronomy version
-and method signatures, so a lenstronomy change fails loudly instead of mis-modelling.
+exactly as before. Everything is checked at import against the supported lenstronomy version, the
+signatures of the wrapped methods, the lenstronomy attributes that 'LM' reads (``_LM_READS``) and
+the keys of ``kwargs_likelihood`` (each one modelled, inert or refused by 'LM'), so a lenstronomy
+change fails loudly instead of mis-modelling.
 """
 
+import dis
 import functools
 import inspect
 import threading
 
 import lenstronomy
+from lenstronomy.Data.imaging_data import ImageData
+from lenstronomy.ImSim.MultiBand.single_band_multi_model import SingleBandMultiModel
 from lenstronomy.LightModel import light_model_base
 from lenstronomy.LightModel.light_model_base import LightModelBase
 from lenstronomy.LightModel.linear_basis import LinearBasis
+from lenstronomy.Sampling.likelihood import Likelihood
+from lenstronomy.Sampling.Likelihoods.image_likelihood import ImageLikelihood
+from lenstronomy.Sampling.parameters import Param
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
+from lenstronomy.Workflow.update_manager import UpdateManager
 
-from lenstronomy_vae.lensing.lm import run_lm
+from lenstronomy_vae.lensing.lm import (
+    INERT_LIKELIHOOD_KEYS,
+    MODELLED_LIKELIHOOD_KEYS,
+    UNMODELLED_LIKELIHOOD_TERMS,
+    check_supported,
+    run_lm,
+)
 from lenstronomy_vae.lensing.parameters import check_data
 from lenstronomy_vae.lensing.profile import VAEProfile
 
@@ -55,6 +70,26 @@ _ALIASED = {
 _INIT_PARAMETERS = ["self", "light_model_list", "profile_kwargs_list"]
 _FIT_SEQUENCE_PARAMETERS = ["self", "fitting_list"]
 LM_STEP = "LM"
+
+# class → attributes that lm.py and the wrappers here read: methods and properties, found on
+# the class, or instance attributes, found among the names that the code of the class and of its
+# parents assigns (``self.name = ...``), so that no lenstronomy object is built to check them.
+# SingleBandMultiModel (an ImageLinearFit, an ImageModel) is the image model of 'single-band' fits.
+_LM_READS = {
+    FittingSequence: ["_updateManager", "likelihood_class", "param_class", "multi_band_list"],
+    UpdateManager: ["kwargs_model", "kwargs_likelihood", "parameter_state", "check_initial_state",
+                    "update_param_state"],
+    Likelihood: ["image_likelihood"],
+    ImageLikelihood: ["imSim"],
+    SingleBandMultiModel: ["type", "Data", "SourceModel", "LensLightModel", "likelihood_mask", "image_linear_solve",
+                           "linear_response_matrix", "source_surface_brightness", "lens_surface_brightness",
+                           "check_positive_flux"],
+    Param: ["args2kwargs", "kwargs2args", "param_limits", "num_param", "linear_solver"],
+    ImageData: ["data", "C_D_model", "likelihood_method"],
+    LightModelBase: ["func_list", "profile_type_list"],
+}
+# Parameters of Likelihood.__init__ that are not kwargs_likelihood keys.
+_LIKELIHOOD_ARGUMENTS = {"self", "kwargs_data_joint", "kwargs_model", "param_class"}
 
 _MARKER = "__lenstronomy_vae_original__"
 
@@ -97,6 +132,47 @@ def _check_compatibility():
                 f"{parameters}; the 'VAE' registration (lenstronomy_vae/lensing/registration.py) "
                 "must be updated"
             )
+    for cls, names in _LM_READS.items():
+        stored = None
+        for name in names:
+            if hasattr(cls, name):
+                continue
+            stored = _assigned_attributes(cls) if stored is None else stored
+            if name not in stored:
+                raise LenstronomyCompatibilityError(
+                    f"lenstronomy {version}: {cls.__name__}.{name} no longer exists; the 'LM' step "
+                    "(lenstronomy_vae/lensing/lm.py) reads it and must be updated"
+                )
+    keys = set(inspect.signature(Likelihood.__init__).parameters) - _LIKELIHOOD_ARGUMENTS
+    known = MODELLED_LIKELIHOOD_KEYS | INERT_LIKELIHOOD_KEYS | set(UNMODELLED_LIKELIHOOD_TERMS)
+    if keys != known:
+        raise LenstronomyCompatibilityError(
+            f"lenstronomy {version}: the kwargs_likelihood keys of Likelihood differ from those the 'LM' step "
+            f"knows (new: {sorted(keys - known)}, gone: {sorted(known - keys)}); lenstronomy_vae/lensing/lm.py "
+            "must model or refuse each term"
+        )
+
+
+def _assigned_attributes(cls):
+    """Attribute names that the methods (and property getters) of cls and its parents assign."""
+    names = set()
+    for klass in cls.__mro__:
+        for member in vars(klass).values():
+            function = getattr(member, "fget", member)
+            code = getattr(getattr(function, _MARKER, function), "__code__", None)
+            if code is not None:
+                names.update(op.argval for op in dis.get_instructions(code) if op.opname == "STORE_ATTR")
+    return names
+
+
+def _lm_settings_are_current(fitting_list):
+    """Whether the first 'LM' step of fitting_list runs with the current kwargs_model and kwargs_likelihood."""
+    for step in fitting_list:
+        if step[0] == LM_STEP:
+            return True
+        if step[0] == "update_settings" and {"kwargs_model", "kwargs_likelihood"} & set(step[1]):
+            return False
+    return False
 
 
 def _wrap_init(original):
@@ -175,8 +251,14 @@ def _wrap_fit_sequence(original):
         An 'LM' step starts from the current parameter state, updates it as PSO does, and adds
         ``['LM', kwargs_result, info]`` to the returned chain list (``info``: chi2, chi2_history,
         iterations, evaluations, converged, seconds, param_names).
+
+        A setup that 'LM' refuses (see lenstronomy_vae.lensing.lm.check_supported) raises before
+        any step runs, unless an earlier update_settings step changes kwargs_model or
+        kwargs_likelihood; then when the 'LM' step starts.
         """
         _check_vae_fit_data(self)
+        if _lm_settings_are_current(fitting_list):
+            check_supported(self)
         chain_list, pending = [], []
         for step in fitting_list:
             if step[0] != LM_STEP:

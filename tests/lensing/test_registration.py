@@ -1,6 +1,7 @@
 """'VAE' through every lenstronomy entry point, with built-in profiles left untouched."""
 
 import copy
+import inspect
 import pickle
 
 import lenstronomy
@@ -13,6 +14,8 @@ from lenstronomy.ImSim.image_model import ImageModel
 from lenstronomy.LensModel.lens_model import LensModel
 from lenstronomy.LightModel.light_model import LightModel
 from lenstronomy.LightModel.linear_basis import LinearBasis
+from lenstronomy.Sampling.likelihood import Likelihood
+from lenstronomy.Sampling.Likelihoods.image_likelihood import ImageLikelihood
 from lenstronomy.Sampling.parameters import Param
 from lenstronomy.SimulationAPI.sim_api import SimAPI
 from lenstronomy.Util import class_creator, simulation_util
@@ -132,6 +135,41 @@ def test_register_is_idempotent_and_checks_lenstronomy(monkeypatch):
         lenstronomy_vae.register()
 
 
+def test_register_checks_what_lm_reads_from_lenstronomy(monkeypatch):
+    error = lenstronomy_patch.LenstronomyCompatibilityError
+    monkeypatch.delattr(Param, "num_param")  # a method
+    with pytest.raises(error, match=r"lenstronomy 1\.14\.\d+: Param\.num_param no longer exists; the 'LM' step"):
+        lenstronomy_vae.register()
+    monkeypatch.undo()
+
+    original_init = ImageLikelihood.__init__
+
+    def init_with_renamed_attribute(self, *args, **kwargs):  # an instance attribute set in __init__
+        original_init(self, *args, **kwargs)
+        self.image_model = self.__dict__.pop("imSim")
+
+    monkeypatch.setattr(ImageLikelihood, "__init__", init_with_renamed_attribute)
+    with pytest.raises(error, match=r"ImageLikelihood\.imSim no longer exists"):
+        lenstronomy_vae.register()
+    monkeypatch.undo()
+
+    # An instance attribute that Likelihood stores outside __init__ (in _class_instances).
+    monkeypatch.delattr(Likelihood, "_class_instances")
+    with pytest.raises(error, match=r"Likelihood\.image_likelihood no longer exists"):
+        lenstronomy_vae.register()
+    monkeypatch.undo()
+
+    signature = inspect.signature(Likelihood.__init__)
+    new_term = inspect.Parameter("quasar_likelihood", inspect.Parameter.KEYWORD_ONLY, default=False)
+    monkeypatch.setattr(Likelihood.__init__, "__signature__",
+                        signature.replace(parameters=[*signature.parameters.values(), new_term]), raising=False)
+    with pytest.raises(error, match=r"kwargs_likelihood keys of Likelihood differ .*new: \['quasar_likelihood'\]"):
+        lenstronomy_vae.register()
+    monkeypatch.undo()
+    lenstronomy_vae.register()
+    assert lenstronomy_patch.is_registered()
+
+
 def test_image_model_and_linear_solver_recover_flux(galaxy_model_path):
     data, psf, lens, source = simulate(galaxy_model_path)
     fit = ImageLinearFit(data, psf, lens, source, kwargs_numerics=NUMERICS)
@@ -219,7 +257,7 @@ def fitting_inputs(model_path, num_pix=20):
     return kwargs_data_joint, kwargs_model, {}, kwargs_likelihood, kwargs_params
 
 
-@pytest.mark.parametrize("thread_count", [1, 2])
+@pytest.mark.parametrize("thread_count", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_fitting_sequence_pso(galaxy_model_path, thread_count):
     fitting = FittingSequence(*fitting_inputs(galaxy_model_path))
     chain = fitting.fit_sequence(
