@@ -29,7 +29,6 @@ import time
 
 import numpy as np
 from scipy.optimize import least_squares
-from threadpoolctl import threadpool_limits
 
 from lenstronomy_vae.lensing.profile import VAEProfile
 
@@ -413,12 +412,6 @@ def run_lm(fitting_sequence, max_iterations=50, tolerance=1e-6):
     Raises:
         ValueError: a setup 'LM' would not fit faithfully (see :class:`ImageResiduals`).
     """
-    with threadpool_limits(limits=1, user_api="blas"):
-        # Products here are small: a second BLAS thread only spins, and stalls when the core is busy.
-        return _run_lm(fitting_sequence, max_iterations, tolerance)
-
-
-def _run_lm(fitting_sequence, max_iterations, tolerance):
     start = time.perf_counter()
     residuals = ImageResiduals(fitting_sequence)
     param = residuals.param

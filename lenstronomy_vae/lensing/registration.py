@@ -23,6 +23,7 @@ the keys of ``kwargs_likelihood`` (each one modelled, inert or refused by 'LM'),
 change fails loudly instead of mis-modelling.
 """
 
+import contextlib
 import dis
 import functools
 import inspect
@@ -49,6 +50,7 @@ from lenstronomy_vae.lensing.lm import (
 )
 from lenstronomy_vae.lensing.parameters import check_data
 from lenstronomy_vae.lensing.profile import VAEProfile
+from lenstronomy_vae.lensing.threads import limited_threads
 
 VAE_NAME = "VAE"
 # lenstronomy builds this for 'VAE' positions before we replace it: no arguments, no cost.
@@ -226,16 +228,18 @@ def _wrap_aliased(original):
     return method
 
 
+def _has_vae_component(fitting_sequence):
+    """Whether the fit's source or lens light model list holds a 'VAE'."""
+    kwargs_model = fitting_sequence._updateManager.kwargs_model
+    light_lists = (kwargs_model.get(key) or [] for key in ("source_light_model_list", "lens_light_model_list"))
+    return any(VAE_NAME in names for names in light_lists)
+
+
 def _check_vae_fit_data(fitting_sequence):
     """Refuse NaN pixels or non-positive noise in a fit with a 'VAE' component.
 
-    lenstronomy would silently turn them into a NaN likelihood that optimisers wander on; built-in
-    fits are left exactly as lenstronomy runs them.
+    lenstronomy would silently turn them into a NaN likelihood that optimisers wander on.
     """
-    kwargs_model = fitting_sequence._updateManager.kwargs_model
-    light_lists = (kwargs_model.get(key) or [] for key in ("source_light_model_list", "lens_light_model_list"))
-    if not any(VAE_NAME in names for names in light_lists):
-        return
     for band, (kwargs_data, _, _) in enumerate(fitting_sequence.multi_band_list):
         try:
             check_data(kwargs_data)
@@ -254,25 +258,30 @@ def _wrap_fit_sequence(original):
 
         A setup that 'LM' refuses (see lenstronomy_vae.lensing.lm.check_supported) raises before
         any step runs, unless an earlier update_settings step changes kwargs_model or
-        kwargs_likelihood; then when the 'LM' step starts.
+        kwargs_likelihood; then when the 'LM' step starts. A fit with a 'VAE' component runs with
+        its BLAS/OpenMP thread pools limited (lenstronomy_vae.lensing.threads); built-in fits run
+        exactly as lenstronomy runs them.
         """
-        _check_vae_fit_data(self)
+        has_vae = _has_vae_component(self)
+        if has_vae:
+            _check_vae_fit_data(self)
         if _lm_settings_are_current(fitting_list):
             check_supported(self)
         chain_list, pending = [], []
-        for step in fitting_list:
-            if step[0] != LM_STEP:
-                pending.append(step)
-                continue
+        with limited_threads() if has_vae else contextlib.nullcontext():
+            for step in fitting_list:
+                if step[0] != LM_STEP:
+                    pending.append(step)
+                    continue
+                if pending:
+                    chain_list += original(self, pending)
+                    pending = []
+                self._updateManager.check_initial_state()
+                kwargs_result, info = run_lm(self, **step[1])
+                self._updateManager.update_param_state(**kwargs_result)
+                chain_list.append([LM_STEP, kwargs_result, info])
             if pending:
                 chain_list += original(self, pending)
-                pending = []
-            self._updateManager.check_initial_state()
-            kwargs_result, info = run_lm(self, **step[1])
-            self._updateManager.update_param_state(**kwargs_result)
-            chain_list.append([LM_STEP, kwargs_result, info])
-        if pending:
-            chain_list += original(self, pending)
         return chain_list
 
     setattr(fit_sequence, _MARKER, original)

@@ -5,8 +5,12 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+from test_lm import galaxy_fitting_sequence
+from threadpoolctl import threadpool_info, threadpool_limits
 
+from lenstronomy_vae.lensing import registration
 from lenstronomy_vae.lensing.threads import THREADS_VARIABLE, fit_threads
 
 WORKER_SCRIPT = textwrap.dedent("""
@@ -52,3 +56,25 @@ def test_a_worker_of_a_parallel_fit_runs_one_blas_thread(galaxy_model_path, tmp_
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                          env=environment, check=True).stdout.strip().splitlines()[-1]
     assert out == (expected or "[2]")
+
+
+def _blas_threads():
+    return {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("value, limited", [("1", True), ("all", False)])
+def test_a_vae_fit_sequence_runs_with_its_thread_pools_limited(galaxy_model_path, monkeypatch, value, limited):
+    monkeypatch.setenv(THREADS_VARIABLE, value)
+    seen = []
+
+    def recording_lm(fitting_sequence, **kwargs):
+        seen.append(_blas_threads())
+        return fitting_sequence._updateManager.parameter_state, {}
+
+    monkeypatch.setattr(registration, "run_lm", recording_lm)
+    image = np.random.default_rng(0).normal(0.0, 0.01, (12, 12))
+    fitting = galaxy_fitting_sequence(galaxy_model_path, image, noise=0.01)
+    with threadpool_limits(limits=2):
+        fitting.fit_sequence([["LM", {}]])
+        assert _blas_threads() == {2}  # restored after the fit
+    assert seen == [{1}] if limited else seen == [{2}]
