@@ -12,6 +12,10 @@ profile names. We wrap exactly those methods (the table ``_ALIASED`` below and `
   exactly like a single-amplitude, positive-flux profile (one linear parameter 'amp',
   ``function(x, y, amp=1, ...)``, ``total_flux``).
 
+* ``class_creator.create_class_instances``: with per-band index lists
+  (``index_source_light_model_list``, ``index_lens_light_model_list``) lenstronomy 1.14 hands each
+  band's LightModel the whole profile kwargs list; for lists holding 'VAE' each band gets the
+  kwargs of its own models (e.g. one ``band`` of a multi-band VAE per imaging band).
 * ``FittingSequence.fit_sequence``: the step ``['LM', {...}]`` (Levenberg–Marquardt with
   decoder derivatives, :mod:`lenstronomy_vae.lensing.lm`) runs between lenstronomy's own steps, which
   are passed through unchanged.
@@ -38,6 +42,7 @@ from lenstronomy.LightModel.linear_basis import LinearBasis
 from lenstronomy.Sampling.likelihood import Likelihood
 from lenstronomy.Sampling.Likelihoods.image_likelihood import ImageLikelihood
 from lenstronomy.Sampling.parameters import Param
+from lenstronomy.Util import class_creator
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
 from lenstronomy.Workflow.update_manager import UpdateManager
 
@@ -70,6 +75,11 @@ _ALIASED = {
     (LightModelBase, "total_flux"): ["self", "kwargs_list", "norm", "k"],
 }
 _INIT_PARAMETERS = ["self", "light_model_list", "profile_kwargs_list"]
+# (model list, profile kwargs list, per-band index list) arguments of class_creator.create_class_instances:
+# lenstronomy 1.14 selects each band's light models by index but passes the whole profile kwargs list on.
+_PER_BAND_LISTS = (("source_light_model_list", "source_light_profile_kwargs_list", "index_source_light_model_list"),
+                   ("lens_light_model_list", "lens_light_profile_kwargs_list", "index_lens_light_model_list"))
+_CREATE_PARAMETERS = {"band_index", "all_models", *(name for names in _PER_BAND_LISTS for name in names)}
 _FIT_SEQUENCE_PARAMETERS = ["self", "fitting_list"]
 LM_STEP = "LM"
 
@@ -117,6 +127,13 @@ def _check_compatibility():
             f"lenstronomy_vae registers the 'VAE' light profile by wrapping lenstronomy "
             f"internals and supports lenstronomy >={low[0]}.{low[1]},<{high[0]}.{high[1]}; "
             f"lenstronomy {version} is installed"
+        )
+    missing = _CREATE_PARAMETERS - set(inspect.signature(
+        getattr(class_creator.create_class_instances, _MARKER, class_creator.create_class_instances)).parameters)
+    if missing:
+        raise LenstronomyCompatibilityError(
+            f"lenstronomy {version}: class_creator.create_class_instances has no parameters {sorted(missing)}; "
+            "the 'VAE' registration (lenstronomy_vae/lensing/registration.py) must be updated"
         )
     expected = {(LightModelBase, "__init__"): _INIT_PARAMETERS,
                 (FittingSequence, "fit_sequence"): _FIT_SEQUENCE_PARAMETERS, **_ALIASED}
@@ -208,6 +225,31 @@ def _wrap_init(original):
 
     setattr(__init__, _MARKER, original)
     return __init__
+
+
+def _wrap_create_class_instances(original):
+    """Give each band's LightModel the profile kwargs of its own light models (index lists, 'VAE' only)."""
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def create_class_instances(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = bound.arguments
+        for models, profiles, index in _PER_BAND_LISTS:
+            if values["all_models"] or values[index] is None or values[profiles] is None:
+                continue
+            if VAE_NAME not in (values[models] or []):
+                continue
+            if len(values[profiles]) != len(values[models]):
+                raise ValueError(f"{profiles} has {len(values[profiles])} entries but {models} has "
+                                 f"{len(values[models])}; give one dict (or None) per light model of the full list "
+                                 f"(the bands select theirs through {index})")
+            values[profiles] = [values[profiles][k] for k in values[index][values["band_index"]]]
+        return original(*bound.args, **bound.kwargs)
+
+    setattr(create_class_instances, _MARKER, original)
+    return create_class_instances
 
 
 def _wrap_aliased(original):
@@ -302,6 +344,8 @@ def register():
             current = cls.__dict__[name]
             if not hasattr(current, _MARKER):
                 setattr(cls, name, wrap(current))
+        if not hasattr(class_creator.create_class_instances, _MARKER):
+            class_creator.create_class_instances = _wrap_create_class_instances(class_creator.create_class_instances)
         # Only for lenstronomy's "unknown light model" message, which lists the supported names.
         if VAE_NAME not in light_model_base._MODELS_SUPPORTED:
             light_model_base._MODELS_SUPPORTED.append(VAE_NAME)
@@ -310,4 +354,5 @@ def register():
 def is_registered():
     """Whether every lenstronomy method of the registration is wrapped."""
     keys = [(LightModelBase, "__init__"), (FittingSequence, "fit_sequence"), *_ALIASED]
-    return all(hasattr(cls.__dict__[name], _MARKER) for cls, name in keys)
+    return (all(hasattr(cls.__dict__[name], _MARKER) for cls, name in keys)
+            and hasattr(class_creator.create_class_instances, _MARKER))

@@ -267,3 +267,33 @@ def test_fitting_sequence_pso(galaxy_model_path, thread_count):
     best = fitting.best_fit()
     assert set(best["kwargs_source"][0]) == set(VAEProfile(galaxy_model_path).param_names)
     assert np.isfinite(fitting.best_fit_likelihood())
+
+
+@pytest.mark.parametrize("multi_band_type", ["multi-linear", "joint-linear"])
+def test_a_multi_band_vae_source_gets_its_own_band_in_each_imaging_band(multiband_model_path, multi_band_type):
+    """index_source_light_model_list picks one VAE per band; each must decode its own band of the model."""
+    num_pix, pixel_scale = 16, 0.05
+    origin = -(num_pix - 1) / 2 * pixel_scale
+    psf = {"psf_type": "GAUSSIAN", "fwhm": 0.1}
+    band_list = []
+    for seed in (1, 2):
+        image = np.random.default_rng(seed).normal(0.0, 0.01, (num_pix, num_pix))
+        data = {"image_data": image, "noise_map": np.full(image.shape, 0.01), "ra_at_xy_0": origin,
+                "dec_at_xy_0": origin, "transform_pix2angle": np.diag([pixel_scale, pixel_scale])}
+        band_list.append([data, psf, {"supersampling_factor": 1}])
+    kwargs_model = {"source_light_model_list": ["VAE", "VAE"], "lens_model_list": ["SIS"],
+                    "source_light_profile_kwargs_list": [{"model": multiband_model_path, "band": "g"},
+                                                         {"model": multiband_model_path, "band": "r"}],
+                    "index_source_light_model_list": [[0], [1]]}
+    source = [vae_source_params(multiband_model_path, band=band, fix_phi_G=True) for band in ("g", "r")]
+    params = {"lens_model": [[{"theta_E": 0.3, "center_x": 0.0, "center_y": 0.0}], [{"theta_E": 0.1,
+              "center_x": 0.05, "center_y": 0.05}], [{}], [{"theta_E": 0.0, "center_x": -1, "center_y": -1}],
+              [{"theta_E": 2.0, "center_x": 1, "center_y": 1}]],
+              "source_model": [[part[k] for part in source] for k in range(5)]}
+    fitting = FittingSequence({"multi_band_list": band_list, "multi_band_type": multi_band_type}, kwargs_model, {},
+                              {}, params)
+    image_fit = fitting.likelihood_class.image_likelihood.imSim
+    models = [band_model.SourceModel.func_list for band_model in image_fit._image_model_list]
+    assert [[profile.band for profile in band] for band in models] == [["g"], ["r"]]
+    args = fitting.param_class.kwargs2args(**fitting._updateManager.parameter_state)
+    assert np.isfinite(fitting.likelihood_class.logL(args))
