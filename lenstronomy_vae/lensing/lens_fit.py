@@ -5,9 +5,7 @@ from scratch: PSO with the latents held at the mean galaxy (0), then Levenbergâ€
 every parameter from PSO's best point.
 """
 
-import contextlib
 import dataclasses
-import io
 import time
 
 import numpy as np
@@ -87,7 +85,8 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
         settings: :class:`FitSettings`; defaults if None.
         seed: seed of numpy's global generator.
         on_stage: called with each stage's summary (see Returns) as soon as the stage ends.
-        verbose: let lenstronomy print what its optimisers print (PSO's parameter dictionaries).
+        verbose: lenstronomy's own output (its FittingSequence ``verbose``): PSO's progress bar and
+            parameter dictionaries.
 
     Returns:
         dict with ``kwargs_result`` (best fit), ``samples`` and ``param_names`` of the emcee chain,
@@ -116,7 +115,8 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
         "multi_band_type": "single-band",
     }
     np.random.seed(seed)
-    fitting = FittingSequence(kwargs_data_joint, kwargs_model, {}, kwargs_likelihood, kwargs_params)
+    fitting = FittingSequence(kwargs_data_joint, kwargs_model, {}, kwargs_likelihood, kwargs_params,
+                              verbose=verbose)
     pso = {"sigma_scale": 1.0, "n_particles": settings.pso_particles, "n_iterations": settings.pso_iterations}
     fix_latents, pso_step, free_latents, lm_step = warm_start_steps(galaxy_model.latent_dim, pso,
                                                                     settings.lm_iterations)
@@ -126,8 +126,7 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
     start = time.perf_counter()
     for name, steps in (("PSO", [fix_latents, pso_step, free_latents]), ("LM", [lm_step]), ("emcee", [mcmc_step])):
         begin = time.perf_counter()
-        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
-            chains = fitting.fit_sequence(steps)
+        chains = fitting.fit_sequence(steps)
         chain_list += chains
         stage = {"name": name, "seconds": time.perf_counter() - begin, "chi2": -2.0 * fitting.best_fit_likelihood()}
         if name == "PSO":
