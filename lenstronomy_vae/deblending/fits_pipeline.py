@@ -18,37 +18,42 @@ from lenstronomy_vae.utils.fits_io import read_image
 
 
 def galaxy_table(result, deblender, survey, regressor=None):
-    """One row per deblended galaxy.
+    """One row per deblended galaxy; a scene without galaxies gives an empty table with the same columns.
 
     Columns: ``id``; ``x``, ``y`` detection centre (column, row; pixels, 0-indexed);
     ``flux_<band>`` total PSF-convolved model flux [image units]; ``e1``, ``e2`` adaptive-moment
     shape of the model in the survey's reference measure band ``i`` (reduced shear, NaN if HSM
-    fails); with a regressor, its ``g1``, ``g2`` (intrinsic reduced shear) and ``redshift``
-    read from the galaxy's stamp of the scene with the other galaxies subtracted; ``latent``.
+    fails); ``z_0`` … ``z_{d-1}`` the latent vector (named as the VAE profile's parameters); with
+    a regressor, its ``g1``, ``g2`` (intrinsic reduced shear) and ``redshift`` read from the galaxy's
+    stamp of the scene with the other galaxies subtracted.
     """
     bands = deblender.config.bands
     measure = bands.index("i") if "i" in bands else 0
-    rows = []
-    for k, galaxy in enumerate(result.galaxies):
-        row = {"id": k, "x": galaxy.x, "y": galaxy.y}
-        row.update({f"flux_{band}": float(galaxy.model[..., b].sum()) for b, band in enumerate(bands)})
-        row["e1"], row["e2"] = adaptive_moments_shape(galaxy.model[..., measure], survey.pixel_scale)
-        rows.append(row)
-    table = Table(rows=rows, names=list(rows[0]) if rows else ["id", "x", "y"])
-    table["latent"] = np.array([g.latent for g in result.galaxies]).reshape(len(rows), -1)
-    if regressor is not None and rows:
+    galaxies = result.galaxies
+    table = Table()
+    table["id"] = np.arange(len(galaxies))
+    table["x"] = np.array([g.x for g in galaxies], dtype=np.float64)
+    table["y"] = np.array([g.y for g in galaxies], dtype=np.float64)
+    for b, band in enumerate(bands):
+        table[f"flux_{band}"] = np.array([g.model[..., b].sum() for g in galaxies], dtype=np.float64)
+        table[f"flux_{band}"].description = f"PSF-convolved model flux [{survey.flux_unit}]"
+    shapes = np.array([adaptive_moments_shape(g.model[..., measure], survey.pixel_scale) for g in galaxies])
+    shapes = shapes.reshape(len(galaxies), 2)
+    table["e1"], table["e2"] = shapes[:, 0], shapes[:, 1]
+    latents = np.array([g.latent for g in galaxies]).reshape(len(galaxies), deblender.config.latent_dim)
+    for k, values in enumerate(latents.T):  # one column each: an empty (0, d) column does not read back from ECSV
+        table[f"z_{k}"] = values
+    if regressor is not None:
         stamps = []
-        for galaxy in result.galaxies:
+        for galaxy in galaxies:
             alone = result.residual + result.isolated(galaxy)  # the scene with the other galaxies subtracted
             stamps.append(cutout(alone, galaxy.x, galaxy.y, deblender.config.image_size)[0])
-        predicted = regressor.predict_quantities(np.stack(stamps))
+        predicted = (regressor.predict_quantities(np.stack(stamps)) if stamps
+                     else {name: np.zeros(0) for name in regressor.outputs_names})
         for name, values in predicted.items():
             table[name] = values
     for column in ("x", "y"):
         table[column].unit = "pix"
-    for band in bands:
-        if f"flux_{band}" in table.colnames:
-            table[f"flux_{band}"].description = f"PSF-convolved model flux [{survey.flux_unit}]"
     return table
 
 
@@ -62,7 +67,11 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     written atomically.
 
     Returns:
-        the galaxy table (:func:`galaxy_table`).
+        the galaxy table (:func:`galaxy_table`); empty, and the files written, when nothing is detected.
+
+    Warns:
+        SkyBackgroundWarning: when the image's background is not consistent with a sky-subtracted
+            one (:func:`lenstronomy_vae.deblending.scene.check_sky_subtracted`).
     """
     survey = get_survey(survey)
     model = load_network(deblender, Deblender)
@@ -74,8 +83,8 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     result = deblend_scene(model, image, survey, refine=refine, map_steps=map_steps, threshold=threshold)
     regressor_model = load_network(regressor, LatentRegressor) if regressor else None
     table = galaxy_table(result, model, survey, regressor_model)
-    table["row0"] = [g.row0 for g in result.galaxies]
-    table["col0"] = [g.col0 for g in result.galaxies]
+    table["row0"] = np.array([g.row0 for g in result.galaxies], dtype=np.int64)
+    table["col0"] = np.array([g.col0 for g in result.galaxies], dtype=np.int64)
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,11 @@ from lenstronomy_vae.utils.checks import check_finite
 # PSF kernels of 25 × 25 pixels (5″ for LSST) hold the seeing disc and its wings.
 KERNEL_SIZE = 25
 
+# Default largest distance between a position and the detection that stands for it [pixels]: field mode's
+# default min_separation, under which it never keeps two detections (1″ for LSST, 1.4 PSF FWHM). A
+# galaxy with no detection that close was not found; the nearest one further away is another galaxy.
+MATCH_DISTANCE = 5.0
+
 
 @dataclasses.dataclass
 class SceneGalaxy:
@@ -58,11 +63,57 @@ class SceneResult:
     residual: np.ndarray
     map_loss: tuple = None
 
-    def nearest(self, x, y):
-        """The galaxy whose detection is nearest to pixel (x, y), or None if there is none."""
-        if not self.galaxies:
+    def nearest(self, x, y, max_distance=MATCH_DISTANCE):
+        """The galaxy whose detection is nearest to pixel (x, y), or None if none is within ``max_distance``.
+
+        Args:
+            x, y: column and row [pixels].
+            max_distance: largest distance to the detection [pixels]; default :data:`MATCH_DISTANCE`
+                (5 px), under which field mode never keeps two detections. None: no limit, the
+                nearest detection however far.
+        """
+        distances = self._distances([x], [y], max_distance)[0]
+        if not np.isfinite(distances).any():
             return None
-        return min(self.galaxies, key=lambda galaxy: np.hypot(galaxy.x - x, galaxy.y - y))
+        return self.galaxies[int(np.argmin(distances))]
+
+    def match(self, x, y, max_distance=MATCH_DISTANCE):
+        """Pair positions (e.g. true ones) with detections one to one, the closest pairs first.
+
+        Each detection is paired with at most one position and each position with at most one
+        detection, within ``max_distance``: of two galaxies that field mode merged into one
+        detection, the nearer gets it and the other is unmatched.
+
+        Args:
+            x, y: (n,) columns and rows [pixels].
+            max_distance: largest distance of a pair [pixels] (see :meth:`nearest`); None: no limit.
+
+        Returns:
+            list of n indices into ``galaxies``, None for a position left unmatched.
+        """
+        distances = self._distances(x, y, max_distance)
+        matched = [None] * len(distances)
+        taken = set()
+        for position, galaxy in zip(*np.unravel_index(np.argsort(distances, axis=None), distances.shape)):
+            if not np.isfinite(distances[position, galaxy]):
+                break
+            if matched[position] is None and galaxy not in taken:
+                matched[position] = int(galaxy)
+                taken.add(galaxy)
+        return matched
+
+    def _distances(self, x, y, max_distance):
+        """(positions, galaxies) distances [pixels], inf beyond ``max_distance``."""
+        if max_distance is not None and not max_distance >= 0:
+            raise ValueError(f"max_distance must be a distance >= 0 in pixels or None, got {max_distance!r}")
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        if x.ndim != 1 or x.shape != y.shape:
+            raise ValueError(f"x and y must be 1-D arrays of the same length, got shapes {x.shape} and {y.shape}")
+        centres = np.array([(galaxy.x, galaxy.y) for galaxy in self.galaxies]).reshape(-1, 2)
+        distances = np.hypot(x[:, None] - centres[:, 0], y[:, None] - centres[:, 1])
+        if max_distance is not None:
+            distances[distances > max_distance] = np.inf
+        return distances
 
     def isolated(self, galaxy):
         """(H, W, bands) image of one galaxy's PSF-convolved model alone on the scene's grid."""

@@ -1,9 +1,10 @@
-"""Figures (PNG, written atomically): fit panels (data, model, residuals, sources) and the deblending report.
+"""Figures (PNG, written atomically): fit panels, the deblending report, and a deblended scene.
 
 Drawn on matplotlib ``Figure`` objects without pyplot, so no backend or global state is touched.
 """
 
 import numpy as np
+from astropy.io import fits
 from matplotlib.figure import Figure
 
 from lenstronomy_vae.utils.files import atomic_path
@@ -71,3 +72,90 @@ def plot_deblending_report(report, per_scene, path):
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=110, format="png")
+
+
+
+def _robust_sigma(image):
+    """1.4826 × the median absolute deviation of ``image``, 1 where it is 0 (an image without noise)."""
+    sigma = 1.4826 * np.median(np.abs(image - np.median(image)))
+    return sigma if sigma > 0 else 1.0
+
+
+def _arcsinh_composite(channels, softening, top):
+    """(H, W, 3) RGB in [0, 1] of (H, W, 3) channels: their mean intensity on an arcsinh scale, colours kept.
+
+    The intensity ``I`` is shown as ``arcsinh(I / softening) / arcsinh(top / softening)`` (Lupton et
+    al. 2004): linear below ``softening``, logarithmic above, 1 at ``top``; each channel is scaled by
+    the same factor, and a pixel whose brightest channel exceeds 1 is divided by it (its hue kept).
+    """
+    intensity = channels.mean(axis=-1, keepdims=True)
+    positive = intensity > 0
+    shown = np.arcsinh(np.where(positive, intensity, 0.0) / softening) / np.arcsinh(top / softening)
+    rgb = np.clip(np.where(positive, channels * shown / np.where(positive, intensity, 1.0), 0.0), 0.0, None)
+    return rgb / np.maximum(rgb.max(axis=-1, keepdims=True), 1.0)
+
+
+def plot_deblended_scene(image, model, residual, x, y, bands, path):
+    """Write a deblended scene: the scene and its model (colour or i band), the residual, detections marked.
+
+    The scene and the model share one display: a composite of the i, r and g bands (red, green,
+    blue) when the image has them, else the i band (or the first band) in grey, on an arcsinh
+    scale (Lupton et al. 2004) softened at twice the noise of the scene's intensity and reaching
+    full brightness at its 99.5th percentile. The residual is the i band's (or the first band's)
+    divided by its robust noise (1.4826 MAD), on ±5. Detections are circled and numbered in their
+    order (the ``id`` of the galaxy table) on the scene and the residual.
+
+    Args:
+        image, model, residual: (H, W, bands) arrays [image units].
+        x, y: (n,) detection columns and rows [pixels, 0-indexed, pixel centres at integers].
+        bands: band names of the last axis, e.g. ``("u", "g", "r", "i", "z", "y")``.
+        path: PNG file to write (atomically).
+    """
+    bands = list(bands)
+    measure = bands.index("i") if "i" in bands else 0
+    colour = {"g", "r", "i"} <= set(bands)
+    channels = [bands.index(band) for band in ("i", "r", "g")] if colour else [measure] * 3
+    shown = "i r g" if colour else bands[measure]
+    intensity = image[..., channels].mean(axis=-1)
+    softening = 2.0 * _robust_sigma(intensity)
+    top = max(np.percentile(intensity, 99.5), softening)
+    sigma = _robust_sigma(residual[..., measure])
+
+    figure = Figure(figsize=(14, 4.8))
+    axes = figure.subplots(1, 3)
+    for axis, array in zip(axes, (image, model)):
+        axis.imshow(_arcsinh_composite(array[..., channels], softening, top), origin="lower")
+    residual_image = axes[2].imshow(residual[..., measure] / sigma, origin="lower", cmap="RdBu_r", vmin=-5, vmax=5)
+    figure.colorbar(residual_image, ax=axes[2], fraction=0.046)
+    n = len(x)
+    titles = (f"scene ({shown}), {n} detection{'' if n == 1 else 's'}", f"model ({shown})",
+              f"residual ({bands[measure]}) / σ, σ = {sigma:.3g}")
+    for axis, title in zip(axes, titles):
+        axis.set_title(title)
+        axis.set_xlabel("x [pixels]")
+    axes[0].set_ylabel("y [pixels]")
+    for axis in (axes[0], axes[2]):
+        axis.scatter(x, y, s=160, facecolors="none", edgecolors="lime", linewidths=1.2)
+        for k, (column, row) in enumerate(zip(x, y)):
+            axis.annotate(str(k), (column, row), xytext=(6, 6), textcoords="offset points", color="lime", fontsize=9)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+
+
+def plot_deblend_outputs(fits_path, path):
+    """Write :func:`plot_deblended_scene` from the ``deblended.fits`` of ``lenstronomy-vae deblend``.
+
+    Args:
+        fits_path: the file :func:`lenstronomy_vae.deblending.deblend_fits` writes: HDUs ``MODEL``
+            and ``RESIDUAL`` (bands, H, W) with the bands in header ``BANDS``, and the table
+            ``GALAXIES`` (detection ``x``, ``y`` in pixels). The scene is model + residual.
+        path: PNG file to write (atomically).
+    """
+    with fits.open(fits_path) as hdus:
+        model = np.moveaxis(hdus["MODEL"].data, 0, -1).astype(np.float64)
+        residual = np.moveaxis(hdus["RESIDUAL"].data, 0, -1).astype(np.float64)
+        bands = hdus["MODEL"].header["BANDS"].split()
+        galaxies = hdus["GALAXIES"].data
+        x, y = np.array(galaxies["x"]), np.array(galaxies["y"])
+    plot_deblended_scene(model + residual, model, residual, x, y, bands, path)

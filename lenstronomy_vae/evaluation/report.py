@@ -65,7 +65,7 @@ def target_estimates(blends, deblender, map_scenes=None, map_steps=100, progress
     centre = (blends.blend.shape[2] - 1) / 2, (blends.blend.shape[1] - 1) / 2
     for i in tqdm(range(n_map), disable=not progress, desc="MAP", unit="scene"):
         result = deblend_scene(deblender, blends.blend[i], survey, refine=True, map_steps=map_steps)
-        target = result.nearest(*centre)
+        target = result.nearest(*centre, max_distance=None)  # as measured for the README: the nearest detection
         refined[i] = result.isolated(target) if target is not None else 0.0
     estimates["vae_map"] = refined
     return estimates

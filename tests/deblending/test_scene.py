@@ -1,12 +1,14 @@
 """Field mode: detection, deblending each source, subtraction, and the joint MAP refinement."""
 
+import warnings
+
 import galsim
 import numpy as np
 import pytest
 
 from lenstronomy_vae.deblending.map import _shift_matrices, map_refine
-from lenstronomy_vae.deblending.scene import deblend_scene
-from lenstronomy_vae.deblending.scene_model import survey_kernels
+from lenstronomy_vae.deblending.scene import SkyBackgroundWarning, check_sky_subtracted, deblend_scene
+from lenstronomy_vae.deblending.scene_model import SceneGalaxy, SceneResult, survey_kernels
 from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.sims.surveys import get_survey
 
@@ -87,3 +89,62 @@ def test_a_second_detection_pass_runs_on_the_residual(lsst_vae, two_galaxy_field
     np.testing.assert_allclose(result.model + result.residual, image)
     for first, second in zip(result.galaxies, result.galaxies[1:]):
         assert np.hypot(first.x - second.x, first.y - second.y) >= 5.0
+
+
+def point_scene(*positions):
+    """A SceneResult with one-pixel galaxies detected at the (x, y) ``positions`` [pixels] of a 40 × 40 scene."""
+    stamp = np.ones((1, 1, 1))
+    galaxies = [SceneGalaxy(x, y, round(y), round(x), np.zeros(2), stamp, stamp) for x, y in positions]
+    return SceneResult(galaxies, np.zeros((40, 40, 1)), np.zeros((40, 40, 1)))
+
+
+def test_nearest_finds_no_galaxy_beyond_max_distance():
+    result = point_scene((10.0, 10.0), (30.0, 10.0))
+    assert result.nearest(12.0, 13.0) is result.galaxies[0]  # 3.6 px
+    assert result.nearest(20.0, 30.0) is None  # 22 px from both: not a detection of this position
+    assert result.nearest(20.0, 30.0, max_distance=None) is result.galaxies[0]  # no limit: the nearest
+    assert result.nearest(12.0, 13.0, max_distance=3.0) is None
+    assert point_scene().nearest(1.0, 1.0, max_distance=None) is None
+    with pytest.raises(ValueError, match="max_distance"):
+        result.nearest(1.0, 1.0, max_distance=-1.0)
+
+
+def test_match_gives_each_detection_to_one_position_at_most():
+    # Two true galaxies merged into one detection at (20, 20): the nearer (1 px) gets it, the other is unmatched.
+    result = point_scene((20.0, 20.0), (5.0, 5.0))
+    assert result.match([22.5, 21.0, 5.5, 35.0], [20.0, 20.0, 5.0, 35.0]) == [None, 0, 1, None]
+    assert result.match([22.5, 21.0], [20.0, 20.0], max_distance=2.0) == [None, 0]
+    assert result.match([35.0], [35.0], max_distance=None) == [0]
+    assert point_scene().match([1.0], [1.0]) == [None]
+    with pytest.raises(ValueError, match="same length"):
+        result.match([1.0, 2.0], [1.0])
+
+
+def test_an_image_with_sky_left_warns_once_with_the_level_per_band(lsst_vae, two_galaxy_field):
+    image, _ = two_galaxy_field
+    deblender = Deblender.from_vae(lsst_vae)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        deblend_scene(deblender, image + 50.0, max_iterations=2)
+    sky_warnings = [w for w in caught if issubclass(w.category, SkyBackgroundWarning)]
+    assert len(sky_warnings) == 1
+    message = str(sky_warnings[0].message)
+    assert "not consistent with a sky-subtracted image" in message and "subtract the sky" in message
+    assert "u +5" in message and "(+1.2" in message  # 50 e- is 1.25 σ of the u band's noise (40 e-)
+    for band in "grizy":
+        assert f" {band} +" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SkyBackgroundWarning)
+        deblend_scene(deblender, image)
+
+
+def test_sky_subtracted_blends_do_not_warn_and_a_sky_of_a_quarter_sigma_does(lsst_scenes):
+    sigma = np.sqrt(np.asarray(lsst_scenes.survey.sky_levels))
+    for scene in lsst_scenes.blend.astype(np.float64):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SkyBackgroundWarning)
+            levels = check_sky_subtracted(scene, sigma, lsst_scenes.bands, "e-")
+        assert np.all(np.abs(levels) < 0.25 * sigma)
+        for offset in (0.3 * sigma, -0.3 * sigma, np.asarray(lsst_scenes.survey.sky_levels)):
+            with pytest.warns(SkyBackgroundWarning, match="is further than 0.25σ from 0"):
+                check_sky_subtracted(scene + offset, sigma, lsst_scenes.bands, "e-")

@@ -56,6 +56,13 @@ def test_deblend_lsst_scene_recovers_the_separated_galaxies_with_the_shipped_net
     for row in rows[1:3]:
         assert row["map_flux_i"] == pytest.approx(row["true_flux_i"], rel=0.1)
         assert np.hypot(*(np.subtract(row["map_e"], row["true_e"]))) < 0.06
+    # That source is 3's, nearer to it; 0 is unmatched rather than counted a second time.
+    assert rows[3]["map_detection"] is not None
+    assert rows[0]["map_detection"] is None and rows[0]["map_flux_i"] is None and rows[0]["map_e"] is None
+    matched = [row["map_detection"] for row in rows if row["map_detection"] is not None]
+    assert len(matched) == len(set(matched)) == len(after.galaxies)
+    figure = example.scene_figure(scenes, after, rows)
+    assert len(figure.get_axes()) == 3 + len(rows) and all(axis.images for axis in figure.get_axes())  # no empty panel
     assert example.plot(scenes, after, rows, tmp_path / "scene.png").read_bytes()[:4] == b"\x89PNG"
 
 

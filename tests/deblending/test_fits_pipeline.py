@@ -1,0 +1,84 @@
+"""The FITS pipeline and the ``deblend`` command: outputs for any number of galaxies, the sky warning, the figure."""
+
+import galsim
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from lenstronomy_vae.cli import main
+from lenstronomy_vae.evaluation.figures import plot_deblended_scene
+from lenstronomy_vae.networks.deblender import Deblender
+from lenstronomy_vae.sims.surveys import get_survey
+
+LSST = get_survey("lsst")
+SKY = np.asarray(LSST.sky_levels)  # electrons per pixel
+
+
+def field(positions, size=50, seed=0):
+    """A (bands, size, size) LSST-like cube [electrons]: exponential galaxies of 4e5 e- at (x, y), Poisson noise."""
+    image = np.zeros((size, size, 6))
+    for x, y in positions:
+        for b, band in enumerate(LSST.bands):
+            galaxy = galsim.Convolve(galsim.Exponential(half_light_radius=0.5, flux=4e5), LSST.psf(band))
+            offset = (x - (size - 1) / 2, y - (size - 1) / 2)
+            image[:, :, b] += galaxy.drawImage(nx=size, ny=size, scale=LSST.pixel_scale, offset=offset).array
+    noisy = np.random.default_rng(seed).poisson(image + SKY) - SKY
+    return np.moveaxis(noisy, -1, 0)
+
+
+@pytest.fixture(scope="module")
+def deblender_path(lsst_vae, tmp_path_factory):
+    path = tmp_path_factory.mktemp("deblender") / "tiny_deblender.keras"
+    Deblender.from_vae(lsst_vae).save(path)
+    return str(path)
+
+
+def deblend(cube, tmp_path, deblender_path, name):
+    """Run ``lenstronomy-vae deblend`` on ``cube``; return (exit code, output directory)."""
+    path = tmp_path / f"{name}.fits"
+    fits.PrimaryHDU(cube).writeto(path)
+    out = tmp_path / name
+    return main(["deblend", str(path), "--deblender", deblender_path, "--out", str(out)]), out
+
+
+def test_a_field_without_detections_gives_empty_outputs(tmp_path, deblender_path, capsys):
+    code, out = deblend(field([]), tmp_path, deblender_path, "empty")
+    captured = capsys.readouterr()
+    assert code == 0 and "0 galaxies deblended" in captured.out and "error" not in captured.err
+    table = Table.read(out / "galaxies.ecsv")  # an empty table reads back, with every column
+    assert len(table) == 0 and {"x", "y", "flux_i", "e1", "z_0", "z_3", "row0"} <= set(table.colnames)
+    with fits.open(out / "deblended.fits") as hdus:
+        assert len(hdus["GALAXIES"].data) == 0 and hdus["MODEL"].data.shape == (6, 50, 50)
+        assert not hdus["MODEL"].data.any()
+    assert (out / "deblended.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_one_galaxy_is_deblended_in_the_singular_with_a_figure(tmp_path, deblender_path, capsys):
+    code, out = deblend(field([(25.0, 24.0)]), tmp_path, deblender_path, "one")
+    captured = capsys.readouterr()
+    assert code == 0 and "1 galaxy deblended" in captured.out and "warning" not in captured.err
+    assert f"{out / 'deblended.png'}" in captured.out
+    assert (out / "deblended.png").stat().st_size > 10_000
+    assert sorted(path.name for path in out.iterdir()) == ["deblended.fits", "deblended.png", "galaxies.ecsv"]
+    table = Table.read(out / "galaxies.ecsv")
+    assert len(table) == 1 and abs(table["x"][0] - 25.0) < 0.5 and abs(table["y"][0] - 24.0) < 0.5
+
+
+def test_the_command_warns_of_a_sky_left_in_the_image(tmp_path, deblender_path, capsys):
+    code, _ = deblend(field([(25.0, 24.0)]) + 50.0, tmp_path, deblender_path, "sky")
+    err = capsys.readouterr().err
+    assert code == 0
+    assert err.count("lenstronomy-vae deblend: warning: the image's background is not consistent") == 1
+    assert "u +5" in err and "subtract the sky" in err
+
+
+@pytest.mark.parametrize("bands", [("u", "g", "r", "i", "z", "y"), ("F814W",)])
+def test_the_deblended_scene_figure_draws_colour_or_one_band(tmp_path, bands):
+    rng = np.random.default_rng(0)
+    image = rng.normal(0.0, 1.0, (30, 40, len(bands)))
+    model = np.zeros_like(image)
+    model[10:15, 20:25] = 50.0
+    path = tmp_path / "scene.png"
+    plot_deblended_scene(image + model, model, image, [22.0], [12.0], bands, path)
+    assert path.read_bytes()[:4] == b"\x89PNG" and [p.name for p in tmp_path.iterdir()] == ["scene.png"]
