@@ -66,8 +66,8 @@ def run_demo(out_dir="demo_output", seed=0, model=None, fit_settings=None, lens_
         print(f"{name:>10} {row['truth']:8.4f} {row['median']:8.4f} {row['minus']:7.4f} {row['plus']:7.4f} "
               f"{row['pull']:6.2f}")
     theta = table["theta_E"]
-    print(f"\nθ_E = {theta['median']:.4f} ± {theta['sigma']:.4f}″ against the true {theta['truth']}″; reduced χ² of the "
-          f"best fit {images['reduced_chi2']:.3f}; fit time {fit['seconds']:.0f} s")
+    print(f"\nθ_E = {theta['median']:.4f} ± {theta['sigma']:.4f}″ against the true {theta['truth']}″; "
+          f"reduced χ² of the best fit {images['reduced_chi2']:.3f}; fit time {fit['seconds']:.0f} s")
     plot_fit(images, out_dir / "fit.png")
     results = {
         "seed": seed,

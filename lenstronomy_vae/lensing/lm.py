@@ -40,6 +40,11 @@ _FD_STEP = 1e-6
 # end the fit; far above float64 round-off (2·10⁻¹⁶ relative), far below any step that matters.
 _STALL_XTOL = 1e-10
 
+# Below this predicted decrease of χ² a stall is a minimum: no parameter would move by 0.1σ. The
+# Jacobian is approximate (finite differences, Kaufman's variable projection), so a purely relative
+# test (10⁻⁶ of χ²) would call converged fits stalls (0.003 predicted on a χ² of 573, reduced χ² 0.995).
+_STALL_CHI2 = 0.01
+
 # lenstronomy subtracts 10⁸ from logL when a solved amplitude is negative (check_positive_flux):
 # a residual row of √(2·10⁸) adds the same 2·10⁸ to χ² = −2 logL.
 _POSITIVE_FLUX_PENALTY = np.sqrt(2e8)
@@ -147,8 +152,9 @@ def levenberg_marquardt(residuals, jacobian, x0, lower, upper, max_iterations=50
     * True when an accepted step lowers |r|² by less than ``tolerance`` (relative: scipy's
       ``ftol``, which also asks that the quadratic model predicted that decrease fairly well);
     * after a stall, when trial steps have shrunk below 10⁻¹⁰ × (|x| + 10⁻¹⁰) (``xtol``) without
-      either: True only if the Gauss–Newton model at x predicts a relative decrease below
-      ``tolerance`` too (a local minimum, to round-off); False if it predicts more (the residuals
+      either: True only if the Gauss–Newton model at x predicts a decrease of |r|² below
+      ``tolerance`` × |r|² or below 0.01 (no parameter would move by 0.1σ: a local minimum, as far
+      as the approximate Jacobian tells); False if it predicts more (the residuals
       and their Jacobian disagree: a penalty wall such as lenstronomy's positive-flux check, a
       non-finite region, a wrong derivative);
     * False after ``max_iterations`` accepted steps, or after scipy's cap of 100 residual
@@ -200,7 +206,9 @@ def levenberg_marquardt(residuals, jacobian, x0, lower, upper, max_iterations=50
     if result.status in (2, 4):  # ftol (and xtol)
         converged = True
     elif result.status == 3:  # xtol alone: a stall
-        converged = bool(gauss_newton_gain(result.jac[:, result.active_mask == 0], result.fun) < tolerance)
+        chi2 = float(result.fun @ result.fun)
+        predicted = gauss_newton_gain(result.jac[:, result.active_mask == 0], result.fun) * chi2
+        converged = bool(predicted < max(tolerance * chi2, _STALL_CHI2))
     else:  # 0: scipy's evaluation cap
         converged = False
     return _lm_result(result.x, history[-1], history, evaluations, converged)

@@ -7,8 +7,18 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 
+def _leading_axes_squeezed(data, ndim):
+    """``data`` with leading axes of length 1 dropped down to ``ndim`` dimensions (a (1, H, W) cube → (H, W))."""
+    shape = np.shape(data)
+    while len(shape) > ndim and shape[0] == 1:
+        shape = shape[1:]
+    return np.reshape(data, shape)
+
+
 def read_image(path, hdu=None, ndim=2):
     """An image (or a cube) and its pixel scale from a FITS file.
+
+    Leading axes of length 1 are dropped: a (1, H, W) cube reads as an (H, W) image.
 
     Args:
         path: FITS file.
@@ -30,14 +40,15 @@ def read_image(path, hdu=None, ndim=2):
         raise ValueError(f"{path} is not a readable FITS file: {error}") from None
     with hdul:
         if hdu is None:
-            found = [i for i, unit in enumerate(hdul) if unit.data is not None and np.ndim(unit.data) == ndim]
+            found = [i for i, unit in enumerate(hdul)
+                     if unit.data is not None and _leading_axes_squeezed(unit.data, ndim).ndim == ndim]
             if not found:
                 raise ValueError(f"{path} holds no {ndim}-D data (HDUs: {[np.shape(u.data) for u in hdul]})")
             hdu = found[0]
         if not 0 <= hdu < len(hdul):
             raise ValueError(f"{path} has {len(hdul)} HDUs; HDU {hdu} does not exist")
         data, header = hdul[hdu].data, hdul[hdu].header
-        if data is None or np.ndim(data) != ndim:
+        if data is None or _leading_axes_squeezed(data, ndim).ndim != ndim:
             raise ValueError(f"HDU {hdu} of {path} is not {ndim}-D (shape {np.shape(data)})")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
@@ -46,4 +57,4 @@ def read_image(path, hdu=None, ndim=2):
         if celestial.has_celestial:
             scales = celestial.proj_plane_pixel_scales()
             scale = float(np.mean([s.to_value("arcsec") for s in scales]))
-        return np.asarray(data, dtype=np.float64), scale
+        return np.asarray(_leading_axes_squeezed(data, ndim), dtype=np.float64), scale
