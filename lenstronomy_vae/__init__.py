@@ -14,16 +14,27 @@ Subpackages, imports running one way (each uses only those listed after it):
 
 With a lenstronomy this package does not support, importing it warns and leaves lenstronomy alone;
 simulation, deblending and training work, and the first lensing use raises the compatibility error.
+
+TensorFlow is quiet: unless ``TF_CPP_MIN_LOG_LEVEL`` is set, or TensorFlow imported, before this
+package is first imported, that variable is set to 3 (TensorFlow's C++ errors, warnings and notes
+are not printed; Python exceptions still are), and the log lines that TensorFlow and absl write
+to stderr while loading, which that variable does not reach, are held back.
+``TENSORFLOW_QUIETED`` says whether this happened; ``lenstronomy-vae --verbose`` runs its command
+with every line.
 """
 
 import warnings
 
-from lenstronomy_vae.networks import ModelFileError, load_galaxy_model
+from lenstronomy_vae.utils.tensorflow_logs import import_tensorflow_quietly
+
+TENSORFLOW_QUIETED = import_tensorflow_quietly()
+
+from lenstronomy_vae.networks import ModelFileError, load_galaxy_model  # noqa: E402  (after TensorFlow, quietly)
 
 __version__ = "0.1.0"
 
 try:  # registers 'VAE' and 'LM' with lenstronomy
-    from lenstronomy_vae.lensing import (
+    from lenstronomy_vae.lensing import (  # noqa: E402
         LenstronomyCompatibilityError,
         VAEProfile,
         check_data,

@@ -4,8 +4,19 @@ import keras
 import numpy as np
 import pytest
 
+from lenstronomy_vae.networks.model_files import HOME_VARIABLE
 from lenstronomy_vae.networks.normalization import ArcsinhTanhNormalization
 from lenstronomy_vae.networks.vae import GalaxyVAE, VAEConfig
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_model_home(tmp_path_factory):
+    """User models (LENSTRONOMY_VAE_HOME) in a temporary directory: no test reads or writes a real one."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv(HOME_VARIABLE, str(tmp_path_factory.mktemp("lenstronomy_vae_home")))
+    yield
+    patch.undo()
+
 
 TINY_CONFIG = dict(
     image_size=16, latent_dim=4, encoder_filters=(4, 8), decoder_filters=(8, 4), dense_units=16,

@@ -20,13 +20,27 @@ def test_the_layers_contract_holds():
     assert "1 kept, 0 broken" in result.stdout
 
 
-def test_no_module_imports_inside_a_function():
+def _imported_modules(node):
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        return [node.module or ""]
+    return []
+
+
+def test_no_package_module_is_imported_inside_a_function():
+    """An import of the package's own modules inside a function hides a cycle: there are none.
+
+    (The one third-party import inside a function is TensorFlow's, made quietly on purpose:
+    ``utils.tensorflow_logs.import_tensorflow_quietly``.)
+    """
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                found += [f"{path.relative_to(REPO)}:{inner.lineno}" for inner in ast.walk(node)
-                          if isinstance(inner, (ast.Import, ast.ImportFrom))]
+                found += [f"{path.relative_to(REPO)}:{inner.lineno} {name}" for inner in ast.walk(node)
+                          for name in _imported_modules(inner)
+                          if name.startswith("lenstronomy_vae") or path.name != "tensorflow_logs.py"]
     assert found == []
 
 

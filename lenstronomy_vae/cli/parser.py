@@ -22,42 +22,77 @@ def _lensing_handler(name):
     return unavailable
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that ends each option with "(default: …)", unless it has none (None, off) or its text gives it."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if (not action.option_strings or default is None or default is False or default is argparse.SUPPRESS
+                or "default" in action.help):
+            return action.help
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{action.help} (default: {shown.replace('%', '%%')})"
+
+
+VERBOSE_HELP = ("also print TensorFlow's own log lines (the command then runs in a new process with "
+                "TF_CPP_MIN_LOG_LEVEL=0, unless that variable is set already)")
+
+
 def _simulation_options(items):
     """--n, --out, --seed, --processes and --quiet of the simulation commands."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--n", type=int, required=True, help=f"number of {items}")
     parent.add_argument("--out", required=True, help="HDF5 file to write")
-    parent.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
-    parent.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    parent.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    parent.add_argument("--processes", type=int, default=1, help="worker processes")
     parent.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parent
+
+
+def _output_options():
+    """--weights-dir and --overwrite of the commands that write a model."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--weights-dir", default=None,
+                        help="directory for the model file and its manifest.json (default: your model directory, "
+                             "$LENSTRONOMY_VAE_HOME/models, else ~/.lenstronomy_vae/models, whose models load by "
+                             "name)")
+    parent.add_argument("--overwrite", action="store_true",
+                        help="allow a --name that is shipped or already in the directory: the new model gets a new "
+                             "file and the manifest names it; no file is written over")
     return parent
 
 
 def _training_options(items, held_out, epochs):
     """The options every training command shares: directories, split sizes, optimiser and seed."""
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--weights-dir", default=None, help="default: the package's weights directory")
-    parent.add_argument("--checkpoint-dir", default=None, help="default: runs/<name>")
+    parent = argparse.ArgumentParser(add_help=False, parents=[_output_options()])
+    parent.add_argument("--name", required=True,
+                        help="name of the new model (not a shipped one unless --overwrite); `lenstronomy-vae models` "
+                             "lists the names taken")
+    parent.add_argument("--checkpoint-dir", default=None,
+                        help="checkpoints, from which an interrupted run resumes (default: runs/NAME)")
     parent.add_argument("--held-out", type=int, default=held_out, help=f"{items} kept for the final metrics")
     parent.add_argument("--validation", type=int, default=held_out, help=f"{items} for the validation loss")
-    parent.add_argument("--epochs", type=int, default=epochs)
+    parent.add_argument("--epochs", type=int, default=epochs, help="epochs in all (a resumed run does the rest)")
     parent.add_argument("--batch-size", type=int, default=64, help="global batch size (split across GPUs)")
-    parent.add_argument("--learning-rate", type=float, default=1e-3)
-    parent.add_argument("--seed", type=int, default=0)
+    parent.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="Adam's initial learning rate, decayed by cosine to 1 %% of it")
+    parent.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling")
     return parent
 
 
 def _deblending_options():
     """--deblender, --regressor and --map-steps of the commands that deblend."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--deblender", default="lsst45_deblender", help="shipped deblender name or .keras path")
-    parent.add_argument("--regressor", default=None, help="shipped regressor name or .keras path (optional)")
+    parent.add_argument("--deblender", default="lsst45_deblender", help="deblender name or .keras path")
+    parent.add_argument("--regressor", default=None, help="regressor name or .keras path (optional)")
     parent.add_argument("--map-steps", type=int, default=100, help="most L-BFGS iterations of the MAP refinement")
     return parent
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="lenstronomy-vae", description="VAE galaxy model for lenstronomy")
+    parser = argparse.ArgumentParser(prog="lenstronomy-vae", description="VAE galaxy model for lenstronomy",
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     subcommands = parser.add_subparsers(dest="command", required=True)
     demo = subcommands.add_parser(
         "demo", help="simulate an SIE + shear lens with a realistic source and fit it with a 'VAE' source",
@@ -65,28 +100,47 @@ def build_parser():
                     "parameters (arcsec for theta_E and centres) against the truth, and write "
                     "OUT/fit.png and OUT/results.json.",
     )
-    demo.add_argument("--out", default="demo_output", help="output directory (default: demo_output)")
+    demo.add_argument("--out", default="demo_output", help="output directory")
     demo.add_argument("--seed", type=int, default=0, help="seed of the simulation and the fit")
-    demo.add_argument("--model", default=None, help="shipped model name or .keras path (default model if unset)")
+    demo.add_argument("--model", default=None, help="model name or .keras path (default model if unset)")
     demo.add_argument("--quick", action="store_true", help="a short fit (smoke test, less accurate)")
     demo.add_argument("--quiet", action="store_true", help="no emcee progress bar")
     demo.set_defaults(run=_lensing_handler("demo_command"))
     fit = subcommands.add_parser(
         "fit", help="fit one galaxy image (FITS) with the VAE profile; write parameters (JSON) and a figure",
-        description="Fit a galaxy stamp with the 'VAE' profile by Levenberg–Marquardt. Writes OUT/fit.json "
-                    "(amp = total flux in image units, centres in arcsec from the stamp centre, scale in arcsec "
-                    "per decoder pixel, phi_G in radians, the latents, χ²) and OUT/fit.png.",
+        description="Fit a sky-subtracted galaxy stamp with the 'VAE' profile by Levenberg–Marquardt, from the mean "
+                    "galaxy and from --restarts more starts (the lowest χ² wins). Writes OUT/fit.json (amp = total "
+                    "flux in image units, centres in arcsec from the stamp centre, scale in arcsec per decoder pixel, "
+                    "phi_G in radians, the latents, χ², converged, at_bounds, restarts, warnings, notes) and "
+                    "OUT/fit.png, and prints the warnings: fitted flux far from the stamp's sum, a sky pedestal, an "
+                    "off-centre PSF, parameters at their bounds, LM not converged.",
     )
-    fit.add_argument("image", help="FITS file with the galaxy stamp (square, odd or even size)")
-    fit.add_argument("--psf", required=True, help="FITS file with the PSF kernel at the image's pixel scale (odd size)")
-    fit.add_argument("--noise", type=float, default=None, help="per-pixel noise standard deviation, image units")
-    fit.add_argument("--noise-map", default=None, help="FITS file of per-pixel noise standard deviations")
-    fit.add_argument("--pixel-scale", type=float, default=None,
-                     help="arcsec per pixel (default: from the image's WCS)")
+    fit.add_argument("image", help="FITS file with the galaxy stamp: sky-subtracted, flux per pixel in any units, "
+                                   "2-D of any size (rectangular too) or a (1, H, W) cube")
     fit.add_argument("--hdu", type=int, default=None, help="HDU of the image (default: the first 2-D one)")
-    fit.add_argument("--model", default=None, help="shipped model name or .keras path (default model if unset)")
-    fit.add_argument("--max-iterations", type=int, default=50, help="LM iteration budget")
-    fit.add_argument("--out", default="fit_output", help="output directory (default: fit_output)")
+    fit.add_argument("--psf", required=True,
+                     help="FITS file with the PSF kernel at the image's pixel scale; a kernel that is not a square of "
+                          "odd size (GalSim's RealGalaxyCatalog PSFs are 65 × 51) is zero-padded to one centred on its "
+                          "brightest pixel")
+    fit.add_argument("--psf-hdu", type=int, default=None, help="HDU of the PSF (default: the first 2-D one)")
+    fit.add_argument("--noise", type=float, default=None,
+                     help="per-pixel noise standard deviation (1σ, not the variance), in the image's units")
+    fit.add_argument("--noise-map", default=None,
+                     help="FITS file of per-pixel noise standard deviations (1σ), in the image's units, like the "
+                          "image; infinite leaves a pixel out")
+    fit.add_argument("--noise-hdu", type=int, default=None, help="HDU of --noise-map (default: the first 2-D one)")
+    fit.add_argument("--mask", default=None,
+                     help="FITS file like the image: nonzero = fit the pixel, 0 = leave it out (invert a bad-pixel "
+                          "mask); NaN pixels of the image are allowed where it is 0")
+    fit.add_argument("--pixel-scale", type=float, default=None,
+                     help="arcsec per pixel, positive (default: from the image's WCS)")
+    fit.add_argument("--model", default=None, help="model name or .keras path (default model if unset)")
+    fit.add_argument("--band", default=None, help="band name of a multi-band model (e.g. i)")
+    fit.add_argument("--max-iterations", type=int, default=50, help="LM iteration budget of each start")
+    fit.add_argument("--restarts", type=int, default=0,
+                     help="extra LM starts: latents drawn from the N(0, 1) prior, centre and scale jittered")
+    fit.add_argument("--seed", type=int, default=0, help="seed of the restarts' draws")
+    fit.add_argument("--out", default="fit_output", help="output directory")
     fit.set_defaults(run=_lensing_handler("fit_command"))
     simulate = subcommands.add_parser(
         "simulate", parents=[_simulation_options("galaxies")],
@@ -95,7 +149,7 @@ def build_parser():
                     "units, truth table with flux, magnitude, half-light radius in arcsec, reduced-shear g1/g2, "
                     "redshift, SNR) and write HDF5 with the generating configuration.",
     )
-    simulate.add_argument("--survey", default="hst_acs_f814w", help="survey (default hst_acs_f814w)")
+    simulate.add_argument("--survey", default="hst_acs_f814w", help="survey, a single-band one")
     simulate.add_argument("--source", default="auto", choices=("auto", "cosmos", "parametric"),
                           help="morphologies: COSMOS fits (needs fpfs), parametric, or auto")
     simulate.set_defaults(run=handlers.simulate_command)
@@ -107,58 +161,62 @@ def build_parser():
                     "truth table (flux per band in electrons, reduced-shear g1/g2, adaptive-moment shapes, "
                     "redshift, SNR, blendedness). Write HDF5 with the generating configuration.",
     )
-    blends.add_argument("--survey", default="lsst", help="survey (default lsst)")
+    blends.add_argument("--survey", default="lsst", help="survey, a ground-based one with sky noise")
     blends.add_argument("--objects", type=int, nargs=2, default=[1, 4], metavar=("MIN", "MAX"),
-                        help="galaxies per scene, target included (default 1 4; 1 1 for isolated galaxies)")
+                        help="galaxies per scene, target included (1 1 for isolated galaxies)")
     blends.add_argument("--shear", type=float, nargs=2, default=[0.0, 0.0], metavar=("G1", "G2"),
-                        help="reduced shear applied to every galaxy (default 0 0)")
+                        help="reduced shear applied to every galaxy")
     blends.add_argument("--quarter-turn", action="store_true",
                         help="turn every galaxy by 90 degrees (same seed: opposite intrinsic shapes)")
     blends.add_argument("--round", action="store_true", help="round galaxies (axis ratio 1)")
     blends.set_defaults(run=handlers.simulate_blends_command)
     train = subcommands.add_parser(
         "train", parents=[_training_options("galaxies", held_out=1000, epochs=40)],
-        help="train a VAE on a simulated HDF5 set and ship it in the weights directory",
+        help="train a VAE on a simulated HDF5 set and write it as a new model in your model directory",
         description="Train (or resume) a VAE with a checkpoint every epoch, measure median SSIM and relative flux "
-                    "error on held-out galaxies, and write the model and its manifest entry.",
+                    "error on held-out galaxies, and write the model and its manifest entry, by default to your "
+                    "model directory; shipped models are never written over.",
     )
-    train.add_argument("--data", required=True, help="HDF5 file written by 'simulate'")
-    train.add_argument("--name", default="hst64", help="model name in the manifest")
-    train.add_argument("--kl-warmup-epochs", type=int, default=5)
-    train.add_argument("--latent-dim", type=int, default=32)
-    train.add_argument("--encoder-filters", type=int, nargs="+", default=[16, 32, 64, 128])
-    train.add_argument("--decoder-filters", type=int, nargs="+", default=[64, 32, 16, 8])
-    train.add_argument("--dense-units", type=int, default=256)
-    train.add_argument("--default", action="store_true", help="make this the default shipped model")
+    train.add_argument("--data", required=True, help="HDF5 file written by 'simulate' or 'simulate-blends'")
+    train.add_argument("--kl-warmup-epochs", type=int, default=5, help="epochs over which the KL weight rises to 1")
+    train.add_argument("--latent-dim", type=int, default=32, help="dimension of the latent space")
+    train.add_argument("--encoder-filters", type=int, nargs="+", default=[16, 32, 64, 128],
+                       help="filters of the encoder's stride-2 convolutions")
+    train.add_argument("--decoder-filters", type=int, nargs="+", default=[64, 32, 16, 8],
+                       help="filters of the decoder's stride-2 transposed convolutions")
+    train.add_argument("--dense-units", type=int, default=256, help="width of the encoder's dense layer")
+    train.add_argument("--default", action="store_true",
+                       help="make it the model used when none is named (in place of the shipped default)")
     train.set_defaults(run=handlers.train_command)
     deblend = subcommands.add_parser(
         "deblend", parents=[_deblending_options()],
-        help="detect and deblend the galaxies of a multi-band image (FITS); write stamps (FITS) + table",
+        help="detect and deblend the galaxies of a multi-band image (FITS); write stamps (FITS), table and figure",
         description="Detect sources (sep) on a sky-subtracted multi-band image in the survey's units (LSST: electrons "
                     "of the 10-year coadd), deblend each on a stamp centred on it with the VAE deblender, subtract "
                     "it, repeat; optionally refine all galaxies jointly (MAP). Writes OUT/deblended.fits (model, "
-                    "residual, one PSF-convolved and one intrinsic stamp cube per galaxy) and OUT/galaxies.ecsv "
-                    "(positions in pixels, flux per band in image units, adaptive-moment e1/e2 as reduced shear, and "
-                    "the regressor's g1/g2/redshift when given).",
+                    "residual, one PSF-convolved and one intrinsic stamp cube per galaxy), OUT/galaxies.ecsv "
+                    "(positions in pixels, flux per band in image units, adaptive-moment e1/e2 as reduced shear, "
+                    "latents z_0…, and the regressor's g1/g2/redshift when given) and OUT/deblended.png (scene, "
+                    "model, residual, detections); with nothing detected, the table and stamp cubes are empty. Warns "
+                    "when the image's background is not consistent with a sky-subtracted one.",
     )
     deblend.add_argument("image", help="FITS cube (bands, H, W), bands in the deblender's order (e.g. u g r i z y)")
-    deblend.add_argument("--out", default="deblend_output", help="output directory (default: deblend_output)")
-    deblend.add_argument("--survey", default="lsst", help="survey of the PSF and sky noise (default lsst)")
+    deblend.add_argument("--out", default="deblend_output", help="output directory")
+    deblend.add_argument("--survey", default="lsst", help="survey of the PSF and sky noise")
     deblend.add_argument("--hdu", type=int, default=None, help="HDU of the cube (default: the first 3-D one)")
     deblend.add_argument("--refine", action="store_true", help="MAP refinement of all galaxies jointly")
     deblend.add_argument("--threshold", type=float, default=1.5,
-                         help="detection threshold in units of the detection image's pixel noise (sep; default 1.5)")
+                         help="detection threshold in units of the detection image's pixel noise (sep)")
     deblend.set_defaults(run=handlers.deblend_command)
     train_deblender = subcommands.add_parser(
         "train-deblender", parents=[_training_options("scenes", held_out=500, epochs=20)],
         help="train a deblender encoder on simulated blends for a VAE's frozen decoder",
         description="Train (or resume) an encoder that maps blended scenes to the latent vector of the central galaxy "
-                    "in a shipped VAE's latent space; measure σ(Δe) (reduced shear), |Δf/f|, SSIM on held-out scenes; "
-                    "ship it with its manifest entry.",
+                    "in a VAE's latent space; measure σ(Δe) (reduced shear), |Δf/f|, SSIM on held-out scenes; "
+                    "write it with its manifest entry, by default to your model directory.",
     )
     train_deblender.add_argument("--data", required=True, help="HDF5 file written by 'simulate-blends'")
-    train_deblender.add_argument("--vae", default="lsst45", help="shipped VAE name or .keras path (default lsst45)")
-    train_deblender.add_argument("--name", default="lsst45_deblender", help="model name in the manifest")
+    train_deblender.add_argument("--vae", default="lsst45", help="VAE name or .keras path")
     train_deblender.add_argument("--latent-weight", type=float, default=0.0,
                                  help="weight of the latent-space loss against the VAE's latents (0: off)")
     train_regressor = subcommands.add_parser(
@@ -166,26 +224,27 @@ def build_parser():
         help="train a regressor from a deblender's latent space to g1, g2 and redshift",
         description="Train (or resume) a dense network from the latent means of a frozen encoder to the central "
                     "galaxy's intrinsic shape (g1, g2 as reduced shear) and redshift, with quarter-turn and mirror "
-                    "augmentation; ship it with its manifest entry.",
+                    "augmentation; write it with its manifest entry, by default to your model directory.",
     )
     train_regressor.add_argument("--data", required=True, help="HDF5 file written by 'simulate-blends'")
     train_regressor.add_argument("--encoder", default="lsst45_deblender",
-                                 help="deblender (or VAE) whose latents it reads")
-    train_regressor.add_argument("--name", default="lsst45_regressor", help="model name in the manifest")
+                                 help="deblender (or VAE) whose latents it reads: name or .keras path")
     train_regressor.add_argument("--no-redshift", action="store_true", help="predict g1 and g2 only")
     train_deblender.set_defaults(run=handlers.train_deblender_command)
     train_regressor.set_defaults(run=handlers.train_regressor_command)
     calibrate = subcommands.add_parser(
-        "calibrate-regressor", help="measure a regressor's shear response on sheared sets and ship it calibrated",
+        "calibrate-regressor", parents=[_output_options()],
+        help="measure a regressor's shear response on sheared sets and write it calibrated, as a new model",
         description="Measure the response R = 1 + m of a regressor's g1, g2 to an applied shear on four blend sets of "
-                    "the same galaxies (shear +g, -g, and both turned by 90 degrees), and ship the regressor with its "
-                    "predictions divided by R. Use other sets than those of the report.",
+                    "the same galaxies (shear +g, -g, and both turned by 90 degrees), and write the regressor with "
+                    "its predictions divided by R as a new model, by default to your model directory. Use other "
+                    "sets than those of the report.",
     )
-    calibrate.add_argument("--regressor", default="lsst45_regressor", help="shipped regressor name or .keras path")
+    calibrate.add_argument("--regressor", default="lsst45_regressor", help="regressor name or .keras path")
     calibrate.add_argument("--sets", nargs=4, required=True, metavar=("PLUS", "MINUS", "PLUS_TURNED", "MINUS_TURNED"),
                            help="blend sets with shear +g, -g, and the same turned by 90 degrees (same seed)")
-    calibrate.add_argument("--name", default=None, help="model name in the manifest (default: the regressor's)")
-    calibrate.add_argument("--weights-dir", default=None, help="default: the package's weights directory")
+    calibrate.add_argument("--name", default=None,
+                           help="name of the new model (default: the regressor's name followed by _calibrated)")
     calibrate.set_defaults(run=handlers.calibrate_regressor_command)
     report = subcommands.add_parser(
         "report", parents=[_deblending_options()],
@@ -199,10 +258,19 @@ def build_parser():
     report.add_argument("--shear-sets", nargs=4, default=None, metavar=("PLUS", "MINUS", "PLUS_TURNED", "MINUS_TURNED"),
                         help="blend sets with shear +g, -g, and the same turned by 90 degrees (same seed)")
     report.add_argument("--map-scenes", type=int, default=None, help="scenes that also get MAP (default all; slow)")
-    report.add_argument("--out", default="report_output", help="output directory (default: report_output)")
+    report.add_argument("--out", default="report_output", help="output directory")
     report.add_argument("--quiet", action="store_true", help="no progress bar")
     report.set_defaults(run=handlers.report_command)
-    models = subcommands.add_parser("models", help="list the shipped models and their manifests")
-    models.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    models = subcommands.add_parser(
+        "models", help="list the shipped models and yours, with their manifests",
+        description="List every model that loads by name: the shipped ones, then yours (the user model directory, "
+                    "$LENSTRONOMY_VAE_HOME/models, else ~/.lenstronomy_vae/models), with kind, parent, stamp size in "
+                    "pixels, pixel scale in arcsec, bands, latent dimension, held-out quality and calibration.",
+    )
+    models.add_argument("--json", action="store_true",
+                        help="print both manifests as JSON (shipped under 'models', yours under 'user_models')")
     models.set_defaults(run=handlers.models_command)
+    for subparser in subcommands.choices.values():
+        subparser.formatter_class = _HelpFormatter
+        subparser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser

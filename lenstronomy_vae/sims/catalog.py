@@ -19,6 +19,14 @@ SOURCES = ("auto", "cosmos", "parametric")
 COSMOS_FILE = "src_cosmos.fits"
 
 
+class CatalogUnavailableError(ValueError, RuntimeError):
+    """``source="cosmos"`` was asked for, but the COSMOS catalog (from the ``fpfs`` wheel) is not installed.
+
+    A ValueError, like any argument that cannot be used; also a RuntimeError, which callers
+    caught before it had its own class.
+    """
+
+
 def cosmos_catalog_dir():
     """Directory of the COSMOS parametric catalog shipped in the ``fpfs`` wheel, or None.
 
@@ -36,13 +44,14 @@ def resolve_source(source):
     """The morphology source to use: ``"cosmos"`` or ``"parametric"``.
 
     Raises:
-        RuntimeError: ``source="cosmos"`` but the catalog is not installed.
+        ValueError: an unknown source.
+        CatalogUnavailableError: ``source="cosmos"`` but the catalog is not installed.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
     available = cosmos_catalog_dir() is not None
     if source == "cosmos" and not available:
-        raise RuntimeError(
+        raise CatalogUnavailableError(
             f"source='cosmos' needs the COSMOS parametric catalog {COSMOS_FILE} from the fpfs wheel: "
             "run `pip install fpfs --no-deps`, or use source='parametric' (or 'auto')"
         )

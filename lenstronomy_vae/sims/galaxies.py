@@ -52,7 +52,8 @@ class GalaxySimConfig(SimConfig):
     """What galaxies to simulate and how.
 
     Attributes:
-        survey: key of :data:`lenstronomy_vae.sims.surveys.SURVEYS` (pixel scale, stamp, PSF, noise).
+        survey: key of :data:`lenstronomy_vae.sims.surveys.SURVEYS` (pixel scale, stamp, PSF, noise); a
+            single-band one (for multi-band galaxies, see :mod:`lenstronomy_vae.sims.blends`).
         source: ``"cosmos"`` (parametric fits of real COSMOS galaxies; needs the ``fpfs`` wheel),
             ``"parametric"`` (bulge + disk drawn from distributions) or ``"auto"`` (cosmos when
             available). :func:`simulate_galaxies` records the source it actually used.
@@ -86,6 +87,11 @@ class GalaxySimConfig(SimConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        bands = get_survey(self.survey).bands
+        if len(bands) != 1:
+            raise ValueError(f"survey {self.survey!r} has bands {bands}; isolated galaxy stamps are single-band. For "
+                             "multi-band galaxies with colours simulate blends with one object each (`lenstronomy-vae "
+                             "simulate-blends --objects 1 1`, or simulate_blends with n_objects_range=(1, 1))")
         if self.source not in SOURCES:
             raise ValueError(f"unknown source {self.source!r}; choose one of {SOURCES}")
         self.knot_flux_fraction_range = checked_range(
@@ -183,12 +189,6 @@ def simulate_galaxies(n, config=None, seed=0, progress=False, processes=1):
     config = config or GalaxySimConfig()
     config = dataclasses.replace(config, source=resolve_source(config.source))
     survey = get_survey(config.survey)
-    if len(survey.bands) != 1:
-        raise NotImplementedError(
-            f"survey {survey.name!r} has bands {survey.bands}; simulate_galaxies makes single-band stamps. "
-            "For multi-band galaxies with colours use lenstronomy_vae.sims.blends.simulate_blends "
-            "(n_objects_range=(1, 1) for isolated ones)"
-        )
     order = None
     if config.source == "cosmos":
         rows = cosmos_selection(config)

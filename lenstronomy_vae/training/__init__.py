@@ -1,4 +1,9 @@
-"""Training the networks on simulated sets, with checkpoints and resumption, and shipping them to ``weights/``."""
+"""Training the networks on simulated sets, with checkpoints and resumption, and writing them as models.
+
+Models go to the user's model directory (``$LENSTRONOMY_VAE_HOME/models``, default
+``~/.lenstronomy_vae/models``) unless another is given, as new files with a manifest entry; the
+shipped weights are never written over.
+"""
 
 from lenstronomy_vae.training.deblender import train_and_ship_deblender, train_deblender
 from lenstronomy_vae.training.loop import fit_resumable

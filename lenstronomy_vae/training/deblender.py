@@ -10,12 +10,13 @@ import numpy as np
 from lenstronomy_vae.deblending.scene import survey_kernels
 from lenstronomy_vae.evaluation.report import image_metrics, summarise
 from lenstronomy_vae.networks.deblender import Deblender
+from lenstronomy_vae.networks.manifest import check_new_model
 from lenstronomy_vae.networks.model_files import load_vae
 from lenstronomy_vae.networks.vae import KLWarmup
-from lenstronomy_vae.sims.blends import BlendSet
 from lenstronomy_vae.sims.rendering import convolve_bands
 from lenstronomy_vae.training.arrays import deblender_arrays
-from lenstronomy_vae.training.loop import cosine_adam, fit_resumable, run_summary
+from lenstronomy_vae.training.data import load_blend_set
+from lenstronomy_vae.training.loop import check_training_options, cosine_adam, fit_resumable, run_summary
 from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry
 
 
@@ -37,7 +38,12 @@ def train_deblender(vae, train_set, validation_set, epochs, checkpoint_dir, late
 
     Returns:
         (deblender, state).
+
+    Raises:
+        ValueError: an unusable option (see :func:`lenstronomy_vae.training.loop.check_training_options`),
+            or blends of another shape than the VAE's stamps.
     """
+    check_training_options(epochs, batch_size, learning_rate, seed, checkpoint_dir)
     expected = (vae.config.image_size, vae.config.image_size, vae.config.num_bands)
     if train_set.blend.shape[1:] != expected:
         raise ValueError(f"blends have shape {train_set.blend.shape[1:]}; the VAE expects {expected} "
@@ -57,24 +63,35 @@ def train_deblender(vae, train_set, validation_set, epochs, checkpoint_dir, late
 
 
 def train_and_ship_deblender(data, vae, name, weights_dir, checkpoint_dir, epochs, latent_weight=0.0, held_out=500,
-                             validation=500, batch_size=64, learning_rate=1e-3, seed=0):
-    """Train a deblender on a simulated blend set, measure it on held-out scenes, ship it.
+                             validation=500, batch_size=64, learning_rate=1e-3, seed=0, overwrite=False):
+    """Train a deblender on a simulated blend set, measure it on held-out scenes, write it with its manifest entry.
 
     Args:
         data: HDF5 file of a :class:`lenstronomy_vae.sims.blends.BlendSet`.
-        vae: shipped VAE name or ``.keras`` path whose decoder the deblender uses.
+        vae: VAE name (shipped or the user's) or ``.keras`` path whose decoder the deblender uses.
         name: model name in the manifest.
-        weights_dir: directory of the shipped ``.keras`` files and ``manifest.json``.
+        weights_dir: model directory for the ``.keras`` file and ``manifest.json``; None for the
+            user's (see :func:`lenstronomy_vae.training.shipping.ship`).
         checkpoint_dir: checkpoints; an interrupted run resumes from here.
         epochs, latent_weight, batch_size, learning_rate, seed: as in :func:`train_deblender`.
         held_out, validation: scenes kept for the final metrics and for the validation loss.
+        overwrite: allow a name that is shipped or already in ``weights_dir``; the file it
+            named is kept.
 
     Returns:
         dict: held-out σ(Δe), flux errors, SSIM, cosine similarity, losses, seconds, hardware.
+
+    Raises:
+        lenstronomy_vae.networks.ModelFileError: the name is taken (and not ``overwrite``) or unusable,
+            or ``vae`` cannot be loaded; checked before training.
+        ValueError: an unusable option or data file.
     """
-    blends = BlendSet.load_hdf5(data)
+    check_new_model(weights_dir, name, overwrite)
+    check_training_options(epochs, batch_size, learning_rate, seed, checkpoint_dir)
+    decoder_vae = load_vae(vae)
+    blends = load_blend_set(data)
     held_out_set, validation_set, train_set = split_three(blends, held_out, validation)
-    deblender, state = train_deblender(load_vae(vae), train_set, validation_set, epochs, checkpoint_dir,
+    deblender, state = train_deblender(decoder_vae, train_set, validation_set, epochs, checkpoint_dir,
                                        latent_weight=latent_weight, batch_size=batch_size,
                                        learning_rate=learning_rate, seed=seed)
     images = convolve_bands(deblender.deblend(held_out_set.blend), survey_kernels(blends.survey, blends.bands))
@@ -84,4 +101,5 @@ def train_and_ship_deblender(data, vae, name, weights_dir, checkpoint_dir, epoch
                **summarise(metrics["de"], metrics["flux_error"], metrics["ssim"], metrics["cosine"], band),
                **run_summary(state)}
     training_data = training_data_entry(data, blends, train_set, validation_set, held_out_set)
-    return ship(deblender, name, weights_dir, training_data, summary, kind="deblender", parent=str(vae))
+    return ship(deblender, name, weights_dir, training_data, summary, kind="deblender", parent=str(vae),
+                overwrite=overwrite)

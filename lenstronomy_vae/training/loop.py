@@ -5,6 +5,8 @@ written under a temporary name and renamed, so a kill at any moment leaves a usa
 """
 
 import json
+import math
+import numbers
 import os
 import pathlib
 import time
@@ -13,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lenstronomy_vae.utils.checks import check_count, check_seed
 from lenstronomy_vae.utils.files import atomic_path, write_json
 
 STATE_NAME = "state.json"
@@ -79,6 +82,23 @@ def remove_stale_files(directory):
     stale += list(directory.glob(".epoch_*.keras")) + list(directory.glob(".state.*.json"))
     for path in stale:
         path.unlink(missing_ok=True)
+
+
+def check_training_options(epochs, batch_size, learning_rate, seed, checkpoint_dir):
+    """Raise ValueError naming the first unusable training option, before any data is read.
+
+    ``epochs`` and ``batch_size`` must be positive integers, ``learning_rate`` a positive finite
+    number, ``seed`` a non-negative integer and ``checkpoint_dir`` a directory or a path that
+    does not exist yet.
+    """
+    check_count("epochs", epochs)
+    check_count("batch_size", batch_size)
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) \
+            or not math.isfinite(learning_rate) or learning_rate <= 0:
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+    check_seed(seed)
+    if pathlib.Path(checkpoint_dir).exists() and not pathlib.Path(checkpoint_dir).is_dir():
+        raise ValueError(f"checkpoint directory {str(checkpoint_dir)!r} is a file, not a directory")
 
 
 def fit_resumable(build, arrays, n_train, epochs, checkpoint_dir, batch_size=64, seed=0, strategy=None,

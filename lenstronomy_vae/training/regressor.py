@@ -5,11 +5,12 @@ import pathlib
 import numpy as np
 
 from lenstronomy_vae.evaluation.report import regressor_errors, regressor_shear_bias, summarise
-from lenstronomy_vae.networks.model_files import load_network, read_manifest
+from lenstronomy_vae.networks.manifest import check_new_model
+from lenstronomy_vae.networks.model_files import is_model_path, load_network, resolve
 from lenstronomy_vae.networks.regressor import ALL_OUTPUTS, LatentRegressor
-from lenstronomy_vae.sims.blends import BlendSet
 from lenstronomy_vae.training.arrays import regression_arrays
-from lenstronomy_vae.training.loop import cosine_adam, fit_resumable, run_summary
+from lenstronomy_vae.training.data import load_blend_set
+from lenstronomy_vae.training.loop import check_training_options, cosine_adam, fit_resumable, run_summary
 from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry
 
 
@@ -49,7 +50,18 @@ def train_regressor(encoder_model, train_set, validation_set, epochs, checkpoint
 
     Returns:
         (regressor, state).
+
+    Raises:
+        ValueError: an unusable option (see :func:`lenstronomy_vae.training.loop.check_training_options`),
+            or blends of another shape than the encoder's stamps.
     """
+    check_training_options(epochs, batch_size, learning_rate, seed, checkpoint_dir)
+    config = encoder_model.config
+    expected = (config.image_size, config.image_size, config.num_bands)
+    if train_set.blend.shape[1:] != expected:
+        raise ValueError(f"blends have shape {train_set.blend.shape[1:]}; the encoder expects {expected} "
+                         f"(bands {config.bands})")
+
     def build(steps_per_epoch):
         regressor = LatentRegressor.from_encoder_model(encoder_model, outputs=outputs, hidden_units=hidden_units,
                                                        seed=seed)
@@ -65,23 +77,32 @@ def train_regressor(encoder_model, train_set, validation_set, epochs, checkpoint
 
 
 def train_and_ship_regressor(data, encoder_model, name, weights_dir, checkpoint_dir, epochs, outputs=ALL_OUTPUTS,
-                             held_out=500, validation=500, batch_size=64, learning_rate=1e-3, seed=0):
-    """Train a latent regressor on a simulated blend set, measure it on held-out scenes, ship it.
+                             held_out=500, validation=500, batch_size=64, learning_rate=1e-3, seed=0, overwrite=False):
+    """Train a latent regressor on blends, measure it on held-out scenes, write it with its manifest entry.
 
     Args:
         data: HDF5 file of a :class:`lenstronomy_vae.sims.blends.BlendSet`.
-        encoder_model: shipped deblender (or VAE) name or ``.keras`` path whose encoder is read.
+        encoder_model: deblender (or VAE) name (shipped or the user's) or ``.keras`` path whose
+            encoder is read.
         name: model name in the manifest.
-        weights_dir, checkpoint_dir, held_out, validation: as in
+        weights_dir, checkpoint_dir, held_out, validation, overwrite: as in
             :func:`lenstronomy_vae.training.deblender.train_and_ship_deblender`.
         epochs, outputs, batch_size, learning_rate, seed: as in :func:`train_regressor`.
 
     Returns:
         dict: held-out σ(Δg1), σ(Δg2), slopes of predicted on true shape, redshift scatter.
+
+    Raises:
+        lenstronomy_vae.networks.ModelFileError: the name is taken (and not ``overwrite``) or unusable,
+            or the encoder cannot be loaded; checked before training.
+        ValueError: an unusable option or data file.
     """
-    blends = BlendSet.load_hdf5(data)
+    check_new_model(weights_dir, name, overwrite)
+    check_training_options(epochs, batch_size, learning_rate, seed, checkpoint_dir)
+    encoder = load_network(encoder_model)
+    blends = load_blend_set(data)
     held_out_set, validation_set, train_set = split_three(blends, held_out, validation)
-    regressor, state = train_regressor(load_network(encoder_model), train_set, validation_set, epochs, checkpoint_dir,
+    regressor, state = train_regressor(encoder, train_set, validation_set, epochs, checkpoint_dir,
                                        outputs=outputs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
     de, dz = regressor_errors(regressor, held_out_set)
     truth = held_out_set.target_truth
@@ -94,30 +115,45 @@ def train_and_ship_regressor(data, encoder_model, name, weights_dir, checkpoint_
         **run_summary(state),
     }
     training_data = training_data_entry(data, blends, train_set, validation_set, held_out_set)
-    return ship(regressor, name, weights_dir, training_data, summary, kind="regressor", parent=str(encoder_model))
+    return ship(regressor, name, weights_dir, training_data, summary, kind="regressor", parent=str(encoder_model),
+                overwrite=overwrite)
 
 
-def calibrate_and_ship(regressor, sets, weights_dir, name=None):
-    """Measure a shipped regressor's shear response on sheared sets and ship it calibrated.
+def calibrate_and_ship(regressor, sets, weights_dir, name=None, overwrite=False):
+    """Measure a regressor's shear response on sheared sets and write it calibrated, as a new model.
+
+    The new manifest entry keeps the regressor's training data and held-out metrics (measured
+    before calibration) and adds the calibration: ``metrics["shear_response"]`` and
+    ``training_data["calibration"]`` (sets, shear, uncalibrated m and c, galaxies).
 
     Args:
-        regressor: shipped regressor name or ``.keras`` path.
+        regressor: regressor name (shipped or the user's) or ``.keras`` path.
         sets: paths of the four BlendSet files (shear +g, −g, and both turned by 90°; same seed).
-        weights_dir: directory of the shipped ``.keras`` files and ``manifest.json``.
-        name: model name in the manifest; default the regressor's own.
+        weights_dir: model directory for the ``.keras`` file and ``manifest.json``; None for the
+            user's (see :func:`lenstronomy_vae.training.shipping.ship`).
+        name: model name in the manifest; default the regressor's name (or file stem) followed
+            by ``_calibrated``.
+        overwrite: allow a name that is shipped or already in ``weights_dir``; the file it
+            named is kept.
 
     Returns:
         (calibrated regressor, uncalibrated bias dict of :func:`calibrate_shear_response`, ship summary).
+
+    Raises:
+        lenstronomy_vae.networks.ModelFileError: the name is taken (and not ``overwrite``) or unusable, or the
+            regressor cannot be loaded.
+        ValueError: an unusable set, or a response that cannot be used (see :func:`calibrate_shear_response`).
     """
+    name = name or f"{pathlib.Path(regressor).stem if is_model_path(regressor) else regressor}_calibrated"
+    check_new_model(weights_dir, name, overwrite)
     network = load_network(regressor, LatentRegressor)
-    blend_sets = [BlendSet.load_hdf5(path) for path in sets]
+    entry = resolve(regressor)[1] or {}
+    blend_sets = [load_blend_set(path) for path in sets]
     calibrated, bias = calibrate_shear_response(network, *blend_sets)
-    name = name or pathlib.Path(regressor).stem
-    entry = read_manifest(weights_dir)["models"].get(name, {})
     calibration = {"sets": [pathlib.Path(path).name for path in sets], "shear": list(blend_sets[0].config.shear),
                    "uncalibrated_m": bias["m"], "uncalibrated_m_err": bias["m_err"], "uncalibrated_c": bias["c"],
                    "uncalibrated_c_err": bias["c_err"], "galaxies": bias["n"]}
     metrics = {**entry.get("metrics", {}), "shear_response": list(calibrated.shear_response)}
     summary = ship(calibrated, name, weights_dir, {**entry.get("training_data", {}), "calibration": calibration},
-                   metrics, kind="regressor", parent=entry.get("parent"))
+                   metrics, kind="regressor", parent=entry.get("parent"), overwrite=overwrite)
     return calibrated, bias, summary

@@ -1,18 +1,41 @@
-"""Shipping a trained network: export it to the weights directory with its manifest entry and data description."""
+"""Shipping a trained network: a new file in a model directory, with its manifest entry and data description."""
 
 import pathlib
 
-from lenstronomy_vae.networks.manifest import add_to_manifest, export_model
+from lenstronomy_vae.networks.manifest import add_to_manifest, check_new_model, export_model, new_model_file
+from lenstronomy_vae.utils.checks import check_count
 
 
-def ship(model, name, weights_dir, training_data, summary, kind, parent=None, default=False):
-    """Export a trained network to ``weights_dir/name.keras`` and record it in the manifest.
+def ship(model, name, weights_dir, training_data, summary, kind, parent=None, default=False, overwrite=False):
+    """Export a trained network to a new ``.keras`` file in ``weights_dir`` and record it in the manifest.
+
+    No existing file is written over: the model goes to ``name.keras`` (``name-2.keras``, ...
+    when taken), then the manifest names it.
+
+    Args:
+        model: the trained network.
+        name: model name in the manifest.
+        weights_dir: the model directory; None for the user's (``$LENSTRONOMY_VAE_HOME/models``,
+            default ``~/.lenstronomy_vae/models``).
+        training_data, summary: the manifest's data description and metrics.
+        kind, parent, default: as in :func:`lenstronomy_vae.networks.manifest.add_to_manifest`.
+        overwrite: allow a name that is shipped or already in ``weights_dir``.
 
     Returns:
         the summary with ``model_file`` and ``model_bytes`` added.
+
+    Raises:
+        lenstronomy_vae.networks.ModelFileError: see
+            :func:`lenstronomy_vae.networks.manifest.check_new_model`.
     """
-    model_file = export_model(model, pathlib.Path(weights_dir) / f"{name}.keras")
-    add_to_manifest(weights_dir, name, model_file, model, training_data, summary, default=default, kind=kind,
+    directory = check_new_model(weights_dir, name, overwrite)
+    model_file = new_model_file(directory, name)
+    try:
+        export_model(model, model_file)
+    except BaseException:
+        model_file.unlink()  # the empty file that claimed the name
+        raise
+    add_to_manifest(directory, name, model_file, model, training_data, summary, default=default, kind=kind,
                     parent=parent)
     return {**summary, "model_file": str(model_file), "model_bytes": model_file.stat().st_size}
 
@@ -24,7 +47,17 @@ def training_data_entry(data, stamps, train_set, validation_set, held_out_set):
 
 
 def split_three(stamps, held_out, validation):
-    """(held-out, validation, training) subsets of a GalaxySet or BlendSet, in that order of rows."""
+    """(held-out, validation, training) subsets of a GalaxySet or BlendSet, in that order of rows.
+
+    Raises:
+        ValueError: ``held_out`` or ``validation`` is not a positive integer, or together they
+            leave nothing to train on.
+    """
+    check_count("held_out", held_out)
+    check_count("validation", validation)
+    if held_out + validation >= len(stamps):
+        raise ValueError(f"held_out ({held_out}) + validation ({validation}) must be below the {len(stamps)} "
+                         "items of the set, to leave some to train on")
     held_out_set, rest = stamps.split(held_out)
     validation_set, train_set = rest.split(validation)
     return held_out_set, validation_set, train_set

@@ -5,31 +5,15 @@ intrinsic stamp (no PSF, no noise) with χ² weights from the pixel noise, so th
 the galaxies lenstronomy will convolve with a PSF itself.
 """
 
-import h5py
-
 from lenstronomy_vae.evaluation.reconstruction import reconstruction_metrics
+from lenstronomy_vae.networks.manifest import check_new_model
 from lenstronomy_vae.networks.normalization import ArcsinhTanhNormalization
 from lenstronomy_vae.networks.vae import GalaxyVAE, KLWarmup, VAEConfig
-from lenstronomy_vae.sims.blends import BlendSet
-from lenstronomy_vae.sims.galaxies import GalaxySet
 from lenstronomy_vae.training.arrays import training_arrays
-from lenstronomy_vae.training.loop import cosine_adam, fit_resumable, run_summary
+from lenstronomy_vae.training.data import load_stamp_set
+from lenstronomy_vae.training.loop import check_training_options, cosine_adam, fit_resumable, run_summary
 from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry
-
-
-def load_stamp_set(path):
-    """A :class:`~lenstronomy_vae.sims.galaxies.GalaxySet` or :class:`~lenstronomy_vae.sims.blends.BlendSet` from HDF5.
-
-    Both have ``observed``, ``intrinsic`` and ``noise_sigma`` (a BlendSet's are its isolated
-    targets'), ``bands``, ``pixel_scale`` and ``split``: what VAE training reads.
-    """
-    with h5py.File(path, "r") as f:
-        file_format = f.attrs.get("format")
-    kinds = {GalaxySet.FILE_FORMAT: GalaxySet, BlendSet.FILE_FORMAT: BlendSet}
-    if file_format not in kinds:
-        raise ValueError(f"{path} holds neither galaxies nor blends (format attribute {file_format!r}); "
-                         "write it with 'lenstronomy-vae simulate' or 'simulate-blends'")
-    return kinds[file_format].load_hdf5(path)
+from lenstronomy_vae.utils.checks import check_count
 
 
 def train_vae(
@@ -63,7 +47,14 @@ def train_vae(
 
     Returns:
         (vae, state): the trained model and the checkpoint state (epochs done, loss history).
+
+    Raises:
+        ValueError: an unusable option (see :func:`lenstronomy_vae.training.loop.check_training_options`),
+            a negative ``kl_warmup_epochs``, or stamps of another shape than ``config``'s.
     """
+    check_training_options(epochs, batch_size, learning_rate, seed, checkpoint_dir)
+    if isinstance(kl_warmup_epochs, bool) or not isinstance(kl_warmup_epochs, int) or kl_warmup_epochs < 0:
+        raise ValueError(f"kl_warmup_epochs must be a non-negative integer, got {kl_warmup_epochs!r}")
     expected = (config.image_size, config.image_size, config.num_bands)
     if train_set.observed.shape[1:] != expected:
         raise ValueError(f"training stamps have shape {train_set.observed.shape[1:]}; the model expects {expected}")
@@ -81,24 +72,39 @@ def train_vae(
 
 
 def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_options=None, held_out=1000,
-                   validation=1000, batch_size=64, learning_rate=1e-3, kl_warmup_epochs=5, seed=0, default=False):
-    """Train a VAE on a simulated HDF5 set, measure it on held-out galaxies, ship it with its manifest entry.
+                   validation=1000, batch_size=64, learning_rate=1e-3, kl_warmup_epochs=5, seed=0, default=False,
+                   overwrite=False):
+    """Train a VAE on a simulated HDF5 set, measure it on held-out galaxies, write it with its manifest entry.
 
     Args:
-        data: HDF5 file of a GalaxySet or a BlendSet (see :func:`load_stamp_set`).
+        data: HDF5 file of a GalaxySet or a BlendSet (see :func:`lenstronomy_vae.training.data.load_stamp_set`).
         name: model name in the manifest (users pass it as ``model=...``).
-        weights_dir: directory of the shipped ``.keras`` files and ``manifest.json``.
+        weights_dir: model directory for the ``.keras`` file and ``manifest.json``; None for the
+            user's (see :func:`lenstronomy_vae.training.shipping.ship`).
         checkpoint_dir: checkpoints; an interrupted run resumes from here.
         epochs: planned epochs.
         config_options: :class:`VAEConfig` fields other than image size, bands and pixel scale
-            (which come from the data).
+            (which come from the data): positive integers (``latent_dim``, ``dense_units``) or
+            sequences of them (``encoder_filters``, ``decoder_filters``).
         held_out, validation: galaxies kept for the final metrics and for the validation loss.
         batch_size, learning_rate, kl_warmup_epochs, seed: as in :func:`train_vae`.
-        default: make this the default shipped model.
+        default: make this the default model (the one used when no model is named).
+        overwrite: allow a name that is shipped or already in ``weights_dir``; the file it
+            named is kept.
 
     Returns:
         dict: held-out median SSIM and relative flux errors, losses, seconds, hardware, file size.
+
+    Raises:
+        lenstronomy_vae.networks.ModelFileError: the name is taken (and not ``overwrite``) or unusable;
+            checked before training.
+        ValueError: an unusable option or data file.
     """
+    check_new_model(weights_dir, name, overwrite)
+    check_training_options(epochs, batch_size, learning_rate, seed, checkpoint_dir)
+    for key, value in (config_options or {}).items():
+        for number in (value if key.endswith("_filters") else [value]):
+            check_count(key, number)
     galaxies = load_stamp_set(data)
     held_out_set, validation_set, train_set = split_three(galaxies, held_out, validation)
     config = VAEConfig(image_size=galaxies.observed.shape[1], bands=tuple(galaxies.bands),
@@ -114,4 +120,4 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
         **run_summary(state),
     }
     training_data = training_data_entry(data, galaxies, train_set, validation_set, held_out_set)
-    return ship(vae, name, weights_dir, training_data, summary, kind="vae", default=default)
+    return ship(vae, name, weights_dir, training_data, summary, kind="vae", default=default, overwrite=overwrite)

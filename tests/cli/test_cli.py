@@ -1,6 +1,9 @@
-"""The lenstronomy-vae command line on tiny inputs: exit codes, files written, their content."""
+"""The lenstronomy-vae command line on tiny inputs: exit codes, files written, their content, help, quiet TensorFlow."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,8 +12,18 @@ from scipy.signal import fftconvolve
 
 from lenstronomy_vae.cli import main
 from lenstronomy_vae.lensing.profile import VAEProfile
+from lenstronomy_vae.networks.model_files import weights_dir
+from lenstronomy_vae.utils import tensorflow_logs
 
 PIXEL_SCALE = 0.05
+SHIPPED_MANIFEST = weights_dir() / "manifest.json"
+
+
+@pytest.fixture(autouse=True)
+def user_home(tmp_path, monkeypatch):
+    """An empty LENSTRONOMY_VAE_HOME: no test reads or writes the real user model directory."""
+    monkeypatch.setenv("LENSTRONOMY_VAE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 @pytest.fixture
@@ -78,14 +91,72 @@ def test_fit_reports_missing_files_and_images_without_pixel_scale(galaxy_files, 
     assert "not a readable FITS file" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_models_lists_the_shipped_models(capsys):
+@pytest.mark.skipif(not SHIPPED_MANIFEST.is_file(), reason="no shipped weights")
+def test_models_lists_the_shipped_models_and_what_the_regressor_calibration_is(user_home, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "hst64 (default): vae, 64×64 px at 0.03″/px" in out
     assert "lsst45: vae, 45×45 px at 0.2″/px, bands ['u', 'g', 'r', 'i', 'z', 'y']" in out
+    assert ("σ(Δg1) 0.150 measured before calibration (not since); calibrated: g1, g2 divided by R = (0.536, 0.536), "
+            "measured on 1000 galaxies at shear (0.05, 0.05) (uncalibrated m = -0.464 ± 0.021, -0.464 ± 0.020)") in out
+    assert f"yours, in {user_home / 'models'}: none (training writes here)" in out
     assert main(["models", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["default"] == "hst64"
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["default"] == "hst64" and "lsst45" in listing["models"] and listing["user_models"] == {}
+
+
+@pytest.mark.parametrize("command", ["demo", "fit", "simulate", "simulate-blends", "train", "train-deblender",
+                                     "train-regressor", "calibrate-regressor", "report", "deblend", "models"])
+def test_every_command_has_a_description_and_shows_its_defaults(command, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_code.value.code == 0 and "--verbose" in out
+    description = out.split("\n\n")[1]
+    assert not description.startswith(("options:", "positional arguments:")), out
+    if command != "models":
+        assert "(default: " in out
+    assert "(default: None)" not in out and "(default: False)" not in out
+
+
+def test_help_gives_the_training_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for default in ("(default: 40)", "(default: 64)", "(default: 0.001)", "(default: 16 32 64 128)", "(default: 5)",
+                    "(default: runs/NAME)", "$LENSTRONOMY_VAE_HOME/models"):
+        assert default in help_text
+
+
+def test_startup_log_lines_of_tensorflow_are_held_back_and_the_rest_passed_on(capfd):
+    with tensorflow_logs.without_tensorflow_log_lines():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                    b"I0000 00:00:1796031560.835336   20729 port.cc:153] oneDNN custom operations are on.\n"
+                    b"E0000 00:00:1796031576.572022   20973 cuda_platform.cc:52] failed call to cuInit: (303)\n"
+                    b"2025-09-17 14:44:05.157831: I external/local_xla/xla/tsl/cuda/cudart_stub.cc:32] no cuda\n"
+                    b"a warning of someone else\n")
+    assert capfd.readouterr().err == "a warning of someone else\n"
+
+
+RUN_MAIN = "import sys; from lenstronomy_vae.cli import main; sys.exit(main())"
+
+
+@pytest.mark.slow
+def test_the_command_line_is_quiet_unless_verbose(tmp_path):
+    """A new process, as `lenstronomy-vae` runs: no TensorFlow lines on stderr; all of them with --verbose."""
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    environment["LENSTRONOMY_VAE_HOME"] = str(tmp_path)
+    quiet = subprocess.run([sys.executable, "-c", RUN_MAIN, "models"], env=environment, capture_output=True,
+                           text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == "" and "hst64" in quiet.stdout
+    verbose = subprocess.run([sys.executable, "-c", RUN_MAIN, "models", "--verbose"], env=environment,
+                             capture_output=True, text=True, timeout=300)
+    assert verbose.returncode == 0 and "hst64" in verbose.stdout
+    assert "] " in verbose.stderr and verbose.stderr.count("\n") >= 2  # TensorFlow's own log lines
+    bad = subprocess.run([sys.executable, "-c", RUN_MAIN, "simulate", "--n", "2", "--survey", "lsst", "--out",
+                          str(tmp_path / "x.h5")], env=environment, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("lenstronomy-vae simulate: error: survey 'lsst' has bands")
 
 
 def test_simulate_then_train_ship_a_model_with_its_manifest(tmp_path, capsys):
@@ -101,7 +172,7 @@ def test_simulate_then_train_ship_a_model_with_its_manifest(tmp_path, capsys):
     out = capsys.readouterr().out
     summary = json.loads(out[out.index('{\n  "held_out_galaxies"'):])  # after Keras's epoch lines
     manifest = json.loads((weights / "manifest.json").read_text())
-    assert manifest["default"] == "tiny" and manifest["models"]["tiny"]["latent_dim"] == 2
+    assert manifest["default"] is None and manifest["models"]["tiny"]["latent_dim"] == 2  # default: with --default
     assert manifest["models"]["tiny"]["metrics"]["median_ssim"] == pytest.approx(summary["median_ssim"])
     assert manifest["models"]["tiny"]["training_data"]["train"] == 6
 

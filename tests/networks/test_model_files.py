@@ -1,4 +1,4 @@
-"""Model files: manifest, integrity checks, safe loading, the shipped weights."""
+"""Model files: manifest, integrity checks, safe loading, user models, the shipped weights."""
 
 import json
 import pathlib
@@ -9,21 +9,44 @@ import pytest
 
 from lenstronomy_vae.networks import model_files as models
 from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
-from lenstronomy_vae.networks.manifest import add_to_manifest, export_model
-from lenstronomy_vae.networks.model_files import ModelFileError, load_vae, read_manifest, sha256_of
+from lenstronomy_vae.networks.manifest import add_to_manifest, check_new_model, export_model, new_model_file
+from lenstronomy_vae.networks.model_files import (
+    ModelFileError,
+    default_model_name,
+    load_vae,
+    read_manifest,
+    resolve,
+    sha256_of,
+    user_models_dir,
+)
 from lenstronomy_vae.networks.vae import GalaxyVAE
 
 SHIPPED = models.weights_dir()
 
 
+@pytest.fixture(autouse=True)
+def user_home(tmp_path, monkeypatch):
+    """An empty LENSTRONOMY_VAE_HOME, so that no test reads or writes the real user model directory."""
+    monkeypatch.setenv("LENSTRONOMY_VAE_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def write_model(directory, name, path, default=False):
+    """Record the .keras file ``path`` as model ``name`` in ``directory`` (a new file, as training does)."""
+    vae = load_vae(path)
+    model_file = export_model(vae, new_model_file(directory, name))
+    add_to_manifest(directory, name, model_file, vae, training_data={"n": 0}, metrics={"median_ssim": 0.5},
+                    default=default)
+    return model_file
+
+
 @pytest.fixture
 def private_weights(tmp_path, monkeypatch, galaxy_model_path):
-    """A weights directory holding the tiny galaxy model as the default 'tiny' with its manifest."""
-    vae = load_vae(galaxy_model_path)
-    model_file = export_model(vae, tmp_path / "tiny.keras")
-    add_to_manifest(tmp_path, "tiny", model_file, vae, training_data={"n": 0}, metrics={"median_ssim": 0.5})
-    monkeypatch.setattr(models, "weights_dir", lambda: tmp_path)
-    return tmp_path
+    """A shipped-weights directory holding the tiny galaxy model as the default 'tiny' with its manifest."""
+    shipped = tmp_path / "shipped"
+    write_model(shipped, "tiny", galaxy_model_path, default=True)
+    monkeypatch.setattr(models, "weights_dir", lambda: shipped)
+    return shipped
 
 
 def test_manifest_records_what_a_user_needs(private_weights):
@@ -47,6 +70,60 @@ def test_missing_shipped_file_is_named(private_weights):
     (private_weights / "tiny.keras").unlink()
     with pytest.raises(ModelFileError, match="tiny.keras' does not exist"):
         load_vae("tiny")
+
+
+def test_user_models_load_by_name_after_the_shipped_ones(private_weights, user_home, multiband_model_path):
+    assert user_models_dir() == user_home / "models"
+    write_model(user_models_dir(), "mine", multiband_model_path)
+    path, entry = resolve("mine")
+    assert path == user_home / "models" / "mine.keras" and entry["bands"] == ["g", "r", "i"]
+    assert load_galaxy_model("mine").bands == ("g", "r", "i")
+    assert resolve("tiny")[0].parent == private_weights
+    assert default_model_name() == "tiny"  # a user model is not the default unless made so
+    with pytest.raises(ModelFileError, match=r"unknown model 'other': shipped models are \['tiny'\], yours .*'mine'"):
+        resolve("other")
+
+
+def test_a_user_model_with_a_shipped_name_says_that_it_replaces_it(private_weights, multiband_model_path):
+    with pytest.raises(ModelFileError, match="'tiny' is a shipped model: choose another name, or pass --overwrite"):
+        check_new_model(None, "tiny")
+    assert check_new_model(None, "tiny", overwrite=True) == user_models_dir()
+    write_model(user_models_dir(), "tiny", multiband_model_path)
+    with pytest.warns(UserWarning, match="'tiny' is your model in .* which replaces the shipped 'tiny'"):
+        assert resolve("tiny")[0].parent == user_models_dir()
+
+
+def test_a_user_default_replaces_the_shipped_default(private_weights, galaxy_model_path):
+    write_model(user_models_dir(), "mine", galaxy_model_path, default=True)
+    assert default_model_name() == "mine"
+    assert load_galaxy_model().name == "mine"
+
+
+def test_new_names_and_files_never_replace_anything(tmp_path, galaxy_model_path):
+    directory = tmp_path / "models"
+    first = write_model(directory, "mine", galaxy_model_path)
+    with pytest.raises(ModelFileError, match="model 'mine' already exists in .*: choose another name, or pass "
+                                             "--overwrite"):
+        check_new_model(directory, "mine")
+    before = first.read_bytes()
+    second = write_model(directory, "mine", galaxy_model_path)
+    assert (first.name, second.name) == ("mine.keras", "mine-2.keras") and first.read_bytes() == before
+    assert read_manifest(directory)["models"]["mine"]["file"] == "mine-2.keras"
+    for name in ("a/b", "x.keras", "", "-x"):
+        with pytest.raises(ModelFileError, match="must start with a letter or digit"):
+            check_new_model(directory, name)
+    with pytest.raises(ModelFileError, match="is a file, not a directory"):
+        check_new_model(first, "other")
+
+
+def test_a_broken_manifest_is_named(user_home):
+    (user_home / "models").mkdir(parents=True)
+    (user_home / "models" / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="manifest.json' is not valid JSON .* repair or remove it"):
+        resolve("anything")
+    (user_home / "models" / "manifest.json").write_text("[]")
+    with pytest.raises(ModelFileError, match="has no 'models' mapping"):
+        read_manifest(user_home / "models")
 
 
 def test_file_with_a_lambda_layer_is_refused(tmp_path):
