@@ -5,7 +5,9 @@ from scratch: PSO with the latents held at the mean galaxy (0), then Levenbergâ€
 every parameter from PSO's best point.
 """
 
+import contextlib
 import dataclasses
+import io
 import time
 
 import numpy as np
@@ -126,7 +128,9 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
     start = time.perf_counter()
     for name, steps in (("PSO", [fix_latents, pso_step, free_latents]), ("LM", [lm_step]), ("emcee", [mcmc_step])):
         begin = time.perf_counter()
-        chains = fitting.fit_sequence(steps)
+        # lenstronomy's MCMC prints its settings whatever verbose says: heard only when asked for.
+        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+            chains = fitting.fit_sequence(steps)
         chain_list += chains
         stage = {"name": name, "seconds": time.perf_counter() - begin, "chi2": -2.0 * fitting.best_fit_likelihood()}
         if name == "PSO":

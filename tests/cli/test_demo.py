@@ -48,6 +48,7 @@ def test_run_demo_writes_figure_and_results_and_tells_the_story_of_the_fit(tmp_p
                        lens_settings=SMALL_LENS)
     story = capsys.readouterr().out
     assert "'amp'" not in story and "z_0" not in story  # lenstronomy's PSO dictionaries stay quiet
+    assert "MCMC selected" not in story and "Burn-in iterations" not in story  # and so do its MCMC settings
     for line in ("PSO, 10 particles × 3 iterations", "Levenberg–Marquardt ('LM') on every parameter, ",
                  "emcee, ", "θ_E = ", "lensing a GalSim "):
         assert line in story
