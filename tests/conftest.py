@@ -9,13 +9,11 @@ from lenstronomy_vae.networks.normalization import ArcsinhTanhNormalization
 from lenstronomy_vae.networks.vae import GalaxyVAE, VAEConfig
 
 
-@pytest.fixture(autouse=True, scope="session")
-def private_model_home(tmp_path_factory):
-    """User models (LENSTRONOMY_VAE_HOME) in a temporary directory: no test reads or writes a real one."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv(HOME_VARIABLE, str(tmp_path_factory.mktemp("lenstronomy_vae_home")))
-    yield
-    patch.undo()
+@pytest.fixture(autouse=True)
+def user_home(tmp_path, monkeypatch):
+    """An empty LENSTRONOMY_VAE_HOME for every test: none reads or writes a real user model directory."""
+    monkeypatch.setenv(HOME_VARIABLE, str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 TINY_CONFIG = dict(

@@ -19,13 +19,6 @@ PIXEL_SCALE = 0.05
 SHIPPED_MANIFEST = weights_dir() / "manifest.json"
 
 
-@pytest.fixture(autouse=True)
-def user_home(tmp_path, monkeypatch):
-    """An empty LENSTRONOMY_VAE_HOME: no test reads or writes the real user model directory."""
-    monkeypatch.setenv("LENSTRONOMY_VAE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 @pytest.fixture
 def galaxy_files(tmp_path, galaxy_model_path):
     """A noisy tiny-model galaxy with a WCS header (0.05″/px), its PSF, and its noise map as FITS."""

@@ -6,13 +6,6 @@ from lenstronomy_vae.cli import commands, main
 from lenstronomy_vae.sims import catalog
 
 
-@pytest.fixture(autouse=True)
-def user_home(tmp_path, monkeypatch):
-    """An empty LENSTRONOMY_VAE_HOME: no test reads or writes the real user model directory."""
-    monkeypatch.setenv("LENSTRONOMY_VAE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 @pytest.fixture
 def files(tmp_path, tiny_model_path):
     """Paths of a text file posing as data, a missing file, a VAE and a model directory that is a file."""

@@ -24,13 +24,6 @@ from lenstronomy_vae.networks.vae import GalaxyVAE
 SHIPPED = models.weights_dir()
 
 
-@pytest.fixture(autouse=True)
-def user_home(tmp_path, monkeypatch):
-    """An empty LENSTRONOMY_VAE_HOME, so that no test reads or writes the real user model directory."""
-    monkeypatch.setenv("LENSTRONOMY_VAE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def write_model(directory, name, path, default=False):
     """Record the .keras file ``path`` as model ``name`` in ``directory`` (a new file, as training does)."""
     vae = load_vae(path)

@@ -18,13 +18,6 @@ TINY_TRAINING = ["--held-out", "3", "--validation", "3", "--epochs", "1", "--bat
                  "--encoder-filters", "4", "4", "4", "4", "--decoder-filters", "4", "4", "4", "4", "--dense-units", "8"]
 
 
-@pytest.fixture(autouse=True)
-def user_home(tmp_path, monkeypatch):
-    """LENSTRONOMY_VAE_HOME in the test's directory: the user model directory is ``home/models``."""
-    monkeypatch.setenv("LENSTRONOMY_VAE_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 @pytest.fixture(scope="module")
 def galaxies_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "galaxies.h5"
