@@ -25,7 +25,9 @@ def galaxy_table(result, deblender, survey, regressor=None):
     shape of the model in the survey's reference measure band ``i`` (reduced shear, NaN if HSM
     fails); ``z_0`` … ``z_{d-1}`` the latent vector (named as the VAE profile's parameters); with
     a regressor, its ``g1``, ``g2`` (intrinsic reduced shear) and ``redshift`` read from the galaxy's
-    stamp of the scene with the other galaxies subtracted.
+    stamp of the scene with the other galaxies subtracted; ``out_of_range`` (bool) whether the galaxy
+    is outside the deblender's training range and ``out_of_range_reasons`` why ("; "-separated; empty
+    when inside, which astropy reads back as masked; see :func:`lenstronomy_vae.deblending.scene.flag_out_of_range`).
     """
     bands = deblender.config.bands
     measure = bands.index("i") if "i" in bands else 0
@@ -52,6 +54,10 @@ def galaxy_table(result, deblender, survey, regressor=None):
                      else {name: np.zeros(0) for name in regressor.outputs_names})
         for name, values in predicted.items():
             table[name] = values
+    table["out_of_range"] = np.array([bool(g.out_of_range) for g in galaxies], dtype=bool)
+    table["out_of_range"].description = "outside the deblender's training range: flux and shape not to be trusted"
+    table["out_of_range_reasons"] = np.array(["; ".join(g.out_of_range) for g in galaxies], dtype=str)
+    table["out_of_range_reasons"].description = "why, e.g. 'stamp_flux_i 8.1e+06 > 2.4e+06 (3.4x; also g, r)'"
     for column in ("x", "y"):
         table[column].unit = "pix"
     return table
@@ -72,6 +78,8 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     Warns:
         SkyBackgroundWarning: when the image's background is not consistent with a sky-subtracted
             one (:func:`lenstronomy_vae.deblending.scene.check_sky_subtracted`).
+        OutOfTrainingRangeWarning, NoTrainingRangeWarning: see
+            :func:`lenstronomy_vae.deblending.scene.deblend_scene`.
     """
     survey = get_survey(survey)
     model = load_network(deblender, Deblender)

@@ -13,6 +13,7 @@ Images are (H, W, bands) arrays in the survey's image units, sky-subtracted; pos
 pixels with ``sep``'s convention (``x`` the column, ``y`` the row, pixel centres at integers).
 """
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -24,10 +25,13 @@ from lenstronomy_vae.deblending.scene_model import (
     checked_scene,
     decoded_galaxy,
     fit_fluxes,
+    moments_size,
     scene_model,
+    stamp_measures,
     survey_kernels,
 )
 from lenstronomy_vae.deblending.stamps import cutout, paste
+from lenstronomy_vae.networks.training_range import TrainingRange
 from lenstronomy_vae.sims.surveys import get_survey
 
 # Detection threshold in units of the detection image's pixel noise (sep smooths with a 3 × 3
@@ -47,6 +51,14 @@ SKY_SIGNIFICANCE = 5.0
 
 class SkyBackgroundWarning(UserWarning):
     """The image's background is not consistent with a sky-subtracted image."""
+
+
+class OutOfTrainingRangeWarning(UserWarning):
+    """Deblended galaxies lie outside the deblender's training range: their fluxes and shapes may be wrong."""
+
+
+class NoTrainingRangeWarning(UserWarning):
+    """The deblender has no recorded training range, so galaxies outside it cannot be flagged."""
 
 
 def check_sky_subtracted(image, noise_sigma, bands, unit):
@@ -88,7 +100,7 @@ def check_sky_subtracted(image, noise_sigma, bands, unit):
 
 
 def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separation=5.0, refine=False,
-                  map_steps=100, threshold=DETECTION_THRESHOLD, **detect_kwargs):
+                  map_steps=100, threshold=DETECTION_THRESHOLD, training_range=None, **detect_kwargs):
     """Detect and deblend every galaxy of a scene; optionally refine all of them jointly (MAP).
 
     Args:
@@ -104,14 +116,22 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separat
         refine: run :func:`map_refine` on the result.
         map_steps: largest number of L-BFGS iterations of the MAP refinement.
         threshold: detection threshold (see :data:`DETECTION_THRESHOLD`).
+        training_range: the :class:`~lenstronomy_vae.networks.training_range.TrainingRange` (or its
+            manifest dict) to flag galaxies against; default the deblender's own, which
+            :func:`~lenstronomy_vae.networks.model_files.load_network` reads from its manifest entry.
         **detect_kwargs: passed to :func:`lenstronomy_vae.deblending.detection.detect` (e.g. ``min_area``).
 
     Returns:
-        :class:`SceneResult`.
+        :class:`SceneResult`; each galaxy's ``out_of_range`` says why it is outside the training range
+        (see :func:`flag_out_of_range`).
 
     Warns:
         SkyBackgroundWarning: once, when the image's background differs from zero (see
             :func:`check_sky_subtracted`).
+        OutOfTrainingRangeWarning: once, when galaxies are outside the deblender's training range:
+            how many, and why.
+        NoTrainingRangeWarning: once, when there are galaxies and the deblender has no recorded
+            range (a model trained before ranges were recorded, or loaded from a path without a manifest).
     """
     survey = get_survey(survey) if isinstance(survey, str) else survey
     image = checked_scene(image, deblender)
@@ -122,7 +142,7 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separat
     kernels = survey_kernels(survey, bands)
     size = deblender.config.image_size
     residual = image.copy()
-    galaxies = []
+    galaxies, inputs = [], []
     for _ in range(max_iterations):
         detections = detect(residual, noise_sigma, threshold=threshold, **detect_kwargs)
         new = [(x, y) for x, y in zip(detections.x, detections.y)
@@ -132,6 +152,7 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separat
         for x, y in new:
             stamp, (row0, col0) = cutout(residual, x, y, size)
             latent = deblender.encode(stamp[None])[0]
+            inputs.append(stamp_measures(deblender, stamp))
             galaxy = decoded_galaxy(deblender, kernels, float(x), float(y), row0, col0, latent)
             galaxy = fit_fluxes(residual, [galaxy], sky)[0]
             paste(residual, -galaxy.model, row0, col0)
@@ -141,4 +162,69 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separat
     result = SceneResult(galaxies, model, image - model)
     if refine and galaxies:
         result = map_refine(deblender, image, result, survey, steps=map_steps)
-    return result
+    if training_range is None:
+        training_range = getattr(deblender, "training_range", None)
+    elif not isinstance(training_range, TrainingRange):
+        training_range = TrainingRange(training_range)
+    return flag_out_of_range(result, inputs, training_range, survey, bands, deblender.config.image_size,
+                             name=deblender.name)
+
+
+def flag_out_of_range(result, inputs, training_range, survey, bands, size, name="the deblender"):
+    """Set each galaxy's ``out_of_range`` and warn once for the scene.
+
+    Measured before deblending, on the stamp the encoder read (``inputs``): its normalised peak
+    and its sum per band; after, on the result: the fitted flux per band (the model's sum) and the
+    adaptive-moment size, in the range's size band, of the galaxy's stamp of the scene with the
+    other galaxies subtracted (the model plus the residual, so light the model misses still counts).
+
+    Args:
+        result: the :class:`SceneResult`.
+        inputs: per galaxy, (peak, stamp_flux) of :func:`~lenstronomy_vae.deblending.scene_model.stamp_measures`.
+        training_range: :class:`~lenstronomy_vae.networks.training_range.TrainingRange`, or None.
+        survey: the :class:`~lenstronomy_vae.sims.surveys.Survey` (pixel scale).
+        bands: the deblender's bands.
+        size: stamp side [pixels].
+        name: the deblender's name, for the warnings.
+
+    Returns:
+        the result with ``out_of_range`` set on every galaxy.
+    """
+    if not result.galaxies:
+        return result
+    if training_range is None:
+        warnings.warn(f"{name} has no recorded training range (a model trained before ranges were recorded, or "
+                      "loaded from a .keras path without its manifest), so galaxies outside it are not flagged: "
+                      "their out_of_range is empty. Bright or large galaxies beyond the training set can come back "
+                      "with most of their flux missing: retrain with this version (training records the range), or "
+                      "pass deblend_scene(..., training_range=...).",
+                      NoTrainingRangeWarning, stacklevel=3)
+        return result
+    if tuple(training_range.bands) != tuple(bands):
+        raise ValueError(f"the training range is for bands {training_range.bands}, the deblender's are {bands}")
+    size_band = bands.index(training_range.size_band)
+    galaxies = []
+    for galaxy, (peak, stamp_flux) in zip(result.galaxies, inputs):
+        alone = cutout(result.residual, galaxy.x, galaxy.y, size)[0] + galaxy.model
+        reasons = training_range.reasons(peak=peak, stamp_flux=stamp_flux, flux=galaxy.model.sum(axis=(0, 1)),
+                                         size=moments_size(alone[..., size_band], survey.pixel_scale))
+        galaxies.append(dataclasses.replace(galaxy, out_of_range=reasons))
+    flagged = [g for g in galaxies if g.out_of_range]
+    if flagged:
+        counts = {}
+        for galaxy in flagged:
+            for kind in {_reason_kind(reason) for reason in galaxy.out_of_range}:
+                counts[kind] = counts.get(kind, 0) + 1
+        why = ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items(), key=lambda item: -item[1]))
+        example = f"(x, y) = ({flagged[0].x:.1f}, {flagged[0].y:.1f}): {'; '.join(flagged[0].out_of_range)}"
+        warnings.warn(f"{len(flagged)} of {len(galaxies)} deblended galaxies are outside {name}'s training range "
+                      f"(galaxies per reason: {why}; e.g. {example}); their fluxes and shapes may be badly wrong. "
+                      "Each galaxy's out_of_range (galaxies.ecsv: out_of_range, out_of_range_reasons) says why.",
+                      OutOfTrainingRangeWarning, stacklevel=3)
+    return dataclasses.replace(result, galaxies=galaxies)
+
+
+def _reason_kind(reason):
+    """The quantity of an out-of-range reason: ``"peak_i 1.000 > 0.999"`` → ``"peak"``, ``"size ..."`` → ``"size"``."""
+    word = reason.split()[0]
+    return word.rsplit("_", 1)[0] if "_" in word else word

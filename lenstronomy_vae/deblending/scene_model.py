@@ -6,6 +6,7 @@ pixels with ``sep``'s convention (``x`` the column, ``y`` the row, pixel centres
 
 import dataclasses
 
+import galsim
 import numpy as np
 from scipy.optimize import nnls
 
@@ -35,6 +36,10 @@ class SceneGalaxy:
         intrinsic: (S, S, bands) decoded galaxy without PSF, times ``scale`` [image units].
         model: (S, S, bands) ``intrinsic`` convolved with the PSF [image units].
         scale: (bands,) factor from the decoded flux to the linearly fitted one (:func:`fit_fluxes`).
+        out_of_range: short reasons why the galaxy is outside the deblender's training range
+            (:meth:`lenstronomy_vae.networks.training_range.TrainingRange.reasons`); empty when it is
+            inside, or when the deblender has no recorded range. Its flux and shape are then not
+            to be trusted: a bright galaxy beyond the range came back with −95 % of its flux.
     """
 
     x: float
@@ -45,6 +50,7 @@ class SceneGalaxy:
     intrinsic: np.ndarray
     model: np.ndarray
     scale: np.ndarray = None
+    out_of_range: tuple = ()
 
 
 @dataclasses.dataclass
@@ -179,3 +185,18 @@ def fit_fluxes(image, galaxies, sky):
             scales[usable, b] = nnls(design[:, usable], image[..., b].ravel() * weight)[0]
     return [dataclasses.replace(galaxy, model=galaxy.model * scale, intrinsic=galaxy.intrinsic * scale,
                                 scale=galaxy.scale * scale) for galaxy, scale in zip(galaxies, scales)]
+
+
+def stamp_measures(network, stamp):
+    """(peak, flux) per band of a stamp the encoder reads: largest normalised pixel and sum [image units]."""
+    stamp = np.asarray(stamp, dtype=np.float64)
+    return network.normalization.normalize(stamp).max(axis=(-3, -2)), stamp.sum(axis=(-3, -2))
+
+
+def moments_size(image, pixel_scale):
+    """Adaptive-moment σ [arcsec] of a 2-D image (GalSim HSM, started at the stamp centre); NaN when HSM fails."""
+    array = np.ascontiguousarray(image, dtype=np.float64)
+    if not np.all(np.isfinite(array)) or not array.sum() > 0:
+        return float("nan")
+    moments = galsim.hsm.FindAdaptiveMom(galsim.Image(array, scale=pixel_scale), strict=False)
+    return float("nan") if moments.error_message else float(moments.moments_sigma * pixel_scale)

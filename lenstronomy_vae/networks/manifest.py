@@ -90,7 +90,7 @@ def export_model(model, path):
 
 
 def add_to_manifest(directory, name, model_file, vae, training_data, metrics, default=False, kind="vae",
-                    parent=None):
+                    parent=None, training_range=None):
     """Record a model file in ``directory/manifest.json``, written atomically.
 
     Args:
@@ -104,6 +104,9 @@ def add_to_manifest(directory, name, model_file, vae, training_data, metrics, de
             default otherwise: the user directory's default replaces the shipped one.
         kind: ``"vae"``, ``"deblender"`` or ``"regressor"``.
         parent: name of the model whose latent space a deblender or regressor uses.
+        training_range: the range of the training stamps
+            (:func:`lenstronomy_vae.networks.training_range.summarise_training_range`), which
+            field mode flags deblended galaxies against; None records none.
     """
     directory = pathlib.Path(directory)
     manifest = read_manifest(directory)
@@ -122,6 +125,7 @@ def add_to_manifest(directory, name, model_file, vae, training_data, metrics, de
         "normalization": {"beta": vae.normalization.beta, "band_max": vae.normalization.band_max.tolist()},
         "training_data": training_data,
         "metrics": metrics,
+        **({"training_range": training_range} if training_range else {}),
         "created": datetime.date.today().isoformat(),
     }
     manifest.setdefault("default", None)

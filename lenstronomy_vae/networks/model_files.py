@@ -19,6 +19,7 @@ import keras
 
 from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.networks.regressor import LatentRegressor
+from lenstronomy_vae.networks.training_range import TrainingRange
 from lenstronomy_vae.networks.vae import GalaxyVAE
 
 MANIFEST_NAME = "manifest.json"
@@ -157,6 +158,11 @@ def load_network(model, kind=None):
         ModelFileError: unknown name, missing file, hash mismatch, a file that is not a Keras
             archive, one that would need code execution (e.g. a Lambda layer), or one holding
             another kind of network.
+
+    Returns:
+        the network, with ``training_range``: the
+        :class:`~lenstronomy_vae.networks.training_range.TrainingRange` of its manifest entry, None for
+        a model without one (trained before ranges were recorded, or given by path).
     """
     kind = kind or GalaxyVAE
     path, entry = resolve(model)
@@ -178,6 +184,11 @@ def load_network(model, kind=None):
     if not isinstance(network, kind):
         raise ModelFileError(f"{str(path)!r} holds a {type(network).__name__}, not a lenstronomy_vae {kind.__name__}"
                              f"{_KIND_HINTS.get(kind, '')}")
+    try:
+        network.training_range = TrainingRange.from_manifest(entry)
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"the manifest entry of {str(path)!r} has an unusable training_range ({error}); "
+                             "repair or remove it") from None
     return network
 
 

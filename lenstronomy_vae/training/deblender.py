@@ -17,7 +17,7 @@ from lenstronomy_vae.sims.rendering import convolve_bands
 from lenstronomy_vae.training.arrays import deblender_arrays
 from lenstronomy_vae.training.data import load_blend_set
 from lenstronomy_vae.training.loop import check_training_options, cosine_adam, fit_resumable, run_summary
-from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry
+from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry, training_range_of
 
 
 def train_deblender(vae, train_set, validation_set, epochs, checkpoint_dir, latent_weight=0.0, batch_size=64,
@@ -79,7 +79,9 @@ def train_and_ship_deblender(data, vae, name, weights_dir, checkpoint_dir, epoch
             named is kept.
 
     Returns:
-        dict: held-out σ(Δe), flux errors, SSIM, cosine similarity, losses, seconds, hardware.
+        dict: held-out σ(Δe), flux errors, SSIM, cosine similarity, losses, seconds, hardware. The
+        manifest entry also records the training scenes' range (``training_range``, see
+        :func:`lenstronomy_vae.training.shipping.training_range_of`), which field mode flags galaxies against.
 
     Raises:
         lenstronomy_vae.networks.ModelFileError: the name is taken (and not ``overwrite``) or unusable,
@@ -101,5 +103,7 @@ def train_and_ship_deblender(data, vae, name, weights_dir, checkpoint_dir, epoch
                **summarise(metrics["de"], metrics["flux_error"], metrics["ssim"], metrics["cosine"], band),
                **run_summary(state)}
     training_data = training_data_entry(data, blends, train_set, validation_set, held_out_set)
+    training_range = training_range_of(train_set, deblender, encoder_input=train_set.blend,
+                                       source=f"the {len(train_set)} training scenes of {training_data['file']}")
     return ship(deblender, name, weights_dir, training_data, summary, kind="deblender", parent=str(vae),
-                overwrite=overwrite)
+                overwrite=overwrite, training_range=training_range)

@@ -2,11 +2,16 @@
 
 import pathlib
 
+import numpy as np
+
+from lenstronomy_vae.deblending.scene_model import moments_size, stamp_measures
 from lenstronomy_vae.networks.manifest import add_to_manifest, check_new_model, export_model, new_model_file
+from lenstronomy_vae.networks.training_range import summarise_training_range
 from lenstronomy_vae.utils.checks import check_count
 
 
-def ship(model, name, weights_dir, training_data, summary, kind, parent=None, default=False, overwrite=False):
+def ship(model, name, weights_dir, training_data, summary, kind, parent=None, default=False, overwrite=False,
+         training_range=None):
     """Export a trained network to a new ``.keras`` file in ``weights_dir`` and record it in the manifest.
 
     No existing file is written over: the model goes to ``name.keras`` (``name-2.keras``, ...
@@ -20,6 +25,7 @@ def ship(model, name, weights_dir, training_data, summary, kind, parent=None, de
         training_data, summary: the manifest's data description and metrics.
         kind, parent, default: as in :func:`lenstronomy_vae.networks.manifest.add_to_manifest`.
         overwrite: allow a name that is shipped or already in ``weights_dir``.
+        training_range: the manifest's ``training_range`` entry (:func:`training_range_of`); None for none.
 
     Returns:
         the summary with ``model_file`` and ``model_bytes`` added.
@@ -36,7 +42,7 @@ def ship(model, name, weights_dir, training_data, summary, kind, parent=None, de
         model_file.unlink()  # the empty file that claimed the name
         raise
     add_to_manifest(directory, name, model_file, model, training_data, summary, default=default, kind=kind,
-                    parent=parent)
+                    parent=parent, training_range=training_range)
     return {**summary, "model_file": str(model_file), "model_bytes": model_file.stat().st_size}
 
 
@@ -61,3 +67,35 @@ def split_three(stamps, held_out, validation):
     held_out_set, rest = stamps.split(held_out)
     validation_set, train_set = rest.split(validation)
     return held_out_set, validation_set, train_set
+
+
+def training_range_of(stamps, network, encoder_input=None, source=None, batch_size=500):
+    """The ``training_range`` manifest entry of a training set, for the network that learnt from it.
+
+    See :mod:`lenstronomy_vae.networks.training_range`: per band, the normalised peak and the sum of
+    each encoder input stamp, the total flux of each target (intrinsic stamp), and the adaptive-moment
+    size of each noisy isolated target (``observed``) in the ``i`` band, else the first.
+
+    Args:
+        stamps: the training :class:`~lenstronomy_vae.sims.galaxies.GalaxySet` or
+            :class:`~lenstronomy_vae.sims.blends.BlendSet`.
+        network: the trained network (its normalisation and bands).
+        encoder_input: (n, H, W, bands) what the encoder read, default ``stamps.observed``
+            (a deblender reads ``stamps.blend``).
+        source: a sentence saying what the stamps are; default the simulation's seed and size.
+        batch_size: stamps normalised at a time (memory).
+    """
+    encoder_input = stamps.observed if encoder_input is None else encoder_input
+    bands = list(network.config.bands)
+    size_band = "i" if "i" in bands else bands[0]
+    b = bands.index(size_band)
+    peaks, stamp_fluxes = [], []
+    for start in range(0, len(encoder_input), batch_size):
+        peak, flux = stamp_measures(network, encoder_input[start:start + batch_size])
+        peaks.append(peak)
+        stamp_fluxes.append(flux)
+    fluxes = stamps.intrinsic.sum(axis=(1, 2), dtype=np.float64)
+    sizes = [moments_size(stamp[..., b], stamps.pixel_scale) for stamp in stamps.observed]
+    source = source or f"{len(stamps)} training stamps simulated with seed {stamps.seed}"
+    return summarise_training_range(np.concatenate(peaks), np.concatenate(stamp_fluxes), fluxes, sizes, bands,
+                                    size_band, stamps.survey.flux_unit, source)

@@ -12,7 +12,7 @@ from lenstronomy_vae.networks.vae import GalaxyVAE, KLWarmup, VAEConfig
 from lenstronomy_vae.training.arrays import training_arrays
 from lenstronomy_vae.training.data import load_stamp_set
 from lenstronomy_vae.training.loop import check_training_options, cosine_adam, fit_resumable, run_summary
-from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry
+from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry, training_range_of
 from lenstronomy_vae.utils.checks import check_count
 
 
@@ -93,7 +93,9 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
             named is kept.
 
     Returns:
-        dict: held-out median SSIM and relative flux errors, losses, seconds, hardware, file size.
+        dict: held-out median SSIM and relative flux errors, losses, seconds, hardware, file size. The
+        manifest entry also records the training stamps' range (``training_range``, see
+        :func:`lenstronomy_vae.training.shipping.training_range_of`).
 
     Raises:
         lenstronomy_vae.networks.ModelFileError: the name is taken (and not ``overwrite``) or unusable;
@@ -120,4 +122,7 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
         **run_summary(state),
     }
     training_data = training_data_entry(data, galaxies, train_set, validation_set, held_out_set)
-    return ship(vae, name, weights_dir, training_data, summary, kind="vae", default=default, overwrite=overwrite)
+    training_range = training_range_of(train_set, vae,
+                                       source=f"the {len(train_set)} training stamps of {training_data['file']}")
+    return ship(vae, name, weights_dir, training_data, summary, kind="vae", default=default, overwrite=overwrite,
+                training_range=training_range)

@@ -7,9 +7,11 @@ from astropy.io import fits
 from astropy.table import Table
 
 from lenstronomy_vae.cli import main
+from lenstronomy_vae.deblending.fits_pipeline import deblend_fits
 from lenstronomy_vae.evaluation.figures import plot_deblended_scene
 from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.sims.surveys import get_survey
+from lenstronomy_vae.training.shipping import ship, training_range_of
 
 LSST = get_survey("lsst")
 SKY = np.asarray(LSST.sky_levels)  # electrons per pixel
@@ -47,7 +49,8 @@ def test_a_field_without_detections_gives_empty_outputs(tmp_path, deblender_path
     captured = capsys.readouterr()
     assert code == 0 and "0 galaxies deblended" in captured.out and "error" not in captured.err
     table = Table.read(out / "galaxies.ecsv")  # an empty table reads back, with every column
-    assert len(table) == 0 and {"x", "y", "flux_i", "e1", "z_0", "z_3", "row0"} <= set(table.colnames)
+    assert len(table) == 0 and {"x", "y", "flux_i", "e1", "z_0", "z_3", "row0", "out_of_range",
+                                "out_of_range_reasons"} <= set(table.colnames)
     with fits.open(out / "deblended.fits") as hdus:
         assert len(hdus["GALAXIES"].data) == 0 and hdus["MODEL"].data.shape == (6, 50, 50)
         assert not hdus["MODEL"].data.any()
@@ -57,12 +60,15 @@ def test_a_field_without_detections_gives_empty_outputs(tmp_path, deblender_path
 def test_one_galaxy_is_deblended_in_the_singular_with_a_figure(tmp_path, deblender_path, capsys):
     code, out = deblend(field([(25.0, 24.0)]), tmp_path, deblender_path, "one")
     captured = capsys.readouterr()
-    assert code == 0 and "1 galaxy deblended" in captured.out and "warning" not in captured.err
+    assert code == 0 and "1 galaxy deblended" in captured.out
+    # the only warning: a deblender given by path has no recorded training range
+    assert captured.err.count("warning") == 1 and "warning: deblender has no recorded training range" in captured.err
     assert f"{out / 'deblended.png'}" in captured.out
     assert (out / "deblended.png").stat().st_size > 10_000
     assert sorted(path.name for path in out.iterdir()) == ["deblended.fits", "deblended.png", "galaxies.ecsv"]
     table = Table.read(out / "galaxies.ecsv")
     assert len(table) == 1 and abs(table["x"][0] - 25.0) < 0.5 and abs(table["y"][0] - 24.0) < 0.5
+    assert not table["out_of_range"][0] and not table["out_of_range_reasons"][0]  # no range: nothing flagged
 
 
 def test_the_command_warns_of_a_sky_left_in_the_image(tmp_path, deblender_path, capsys):
@@ -82,3 +88,43 @@ def test_the_deblended_scene_figure_draws_colour_or_one_band(tmp_path, bands):
     path = tmp_path / "scene.png"
     plot_deblended_scene(image + model, model, image, [22.0], [12.0], bands, path)
     assert path.read_bytes()[:4] == b"\x89PNG" and [p.name for p in tmp_path.iterdir()] == ["scene.png"]
+
+
+@pytest.fixture
+def ranged_deblender(lsst_vae, lsst_scenes, user_home):
+    """The tiny deblender as the user's model 'ranged', with the 24 LSST-like scenes' training range."""
+    deblender = Deblender.from_vae(lsst_vae)
+    ship(deblender, "ranged", None, {"n": 24}, {}, kind="deblender",
+         training_range=training_range_of(lsst_scenes, deblender, encoder_input=lsst_scenes.blend))
+    return "ranged"
+
+
+def bright_and_normal(lsst_scenes):
+    """(bands, 45, 90) cube: scene 8's galaxy as simulated (x = 22) and 30 times brighter (x = 67)."""
+    scene = lsst_scenes.blend[8].astype(np.float64)
+    return np.moveaxis(np.concatenate([scene, scene + 30 * lsst_scenes.isolated[8, 0]], axis=1), -1, 0)
+
+
+def test_the_table_flags_galaxies_outside_the_training_range_and_the_command_warns(tmp_path, ranged_deblender,
+                                                                                   lsst_scenes, capsys):
+    code, out = deblend(bright_and_normal(lsst_scenes), tmp_path, ranged_deblender, "bright")
+    err = capsys.readouterr().err
+    assert code == 0
+    assert err.count("warning") == 1
+    assert "warning: 1 of 2 deblended galaxies are outside deblender's training range" in err
+    table = Table.read(out / "galaxies.ecsv")
+    table.sort("x")
+    assert list(table["out_of_range"]) == [False, True] and table["out_of_range"].dtype == bool
+    assert not table["out_of_range_reasons"][0]  # empty, read back as masked
+    reasons = table["out_of_range_reasons"][1]
+    assert reasons.startswith("peak_r ") and "; stamp_flux_i " in reasons
+    with fits.open(out / "deblended.fits") as hdus:
+        assert list(hdus["GALAXIES"].data["out_of_range"]) == list(Table.read(out / "galaxies.ecsv")["out_of_range"])
+
+
+def test_deblend_fits_returns_the_flags(tmp_path, ranged_deblender, lsst_scenes):
+    path = tmp_path / "cube.fits"
+    fits.PrimaryHDU(bright_and_normal(lsst_scenes)).writeto(path)
+    with pytest.warns(UserWarning, match="1 of 2 deblended galaxies are outside"):
+        table = deblend_fits(path, tmp_path / "out", deblender=ranged_deblender)
+    assert sorted(table["out_of_range"]) == [False, True]

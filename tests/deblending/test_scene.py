@@ -7,10 +7,18 @@ import numpy as np
 import pytest
 
 from lenstronomy_vae.deblending.map import _shift_matrices, map_refine
-from lenstronomy_vae.deblending.scene import SkyBackgroundWarning, check_sky_subtracted, deblend_scene
+from lenstronomy_vae.deblending.scene import (
+    NoTrainingRangeWarning,
+    OutOfTrainingRangeWarning,
+    SkyBackgroundWarning,
+    check_sky_subtracted,
+    deblend_scene,
+)
 from lenstronomy_vae.deblending.scene_model import SceneGalaxy, SceneResult, survey_kernels
 from lenstronomy_vae.networks.deblender import Deblender
+from lenstronomy_vae.networks.training_range import TrainingRange
 from lenstronomy_vae.sims.surveys import get_survey
+from lenstronomy_vae.training.shipping import training_range_of
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +156,57 @@ def test_sky_subtracted_blends_do_not_warn_and_a_sky_of_a_quarter_sigma_does(lss
         for offset in (0.3 * sigma, -0.3 * sigma, np.asarray(lsst_scenes.survey.sky_levels)):
             with pytest.warns(SkyBackgroundWarning, match="is further than 0.25σ from 0"):
                 check_sky_subtracted(scene + offset, sigma, lsst_scenes.bands, "e-")
+
+
+def deblend_recording(deblender, image, **kwargs):
+    """(result, warnings raised) of deblend_scene."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = deblend_scene(deblender, image, **kwargs)
+    return result, caught
+
+
+@pytest.fixture(scope="module")
+def ranged_deblender(lsst_vae, lsst_scenes):
+    """The tiny deblender with the training range of the 24 LSST-like scenes, as load_network gives it."""
+    deblender = Deblender.from_vae(lsst_vae)
+    deblender.training_range = TrainingRange(training_range_of(lsst_scenes, deblender, encoder_input=lsst_scenes.blend))
+    return deblender
+
+
+def test_a_galaxy_brighter_than_the_training_set_is_flagged_and_the_call_warns_once(ranged_deblender, lsst_scenes):
+    # scene 8: one galaxy, inside the range; then the same galaxy 30 times brighter (i ≈ 20 → 16.3)
+    scene = lsst_scenes.blend[8].astype(np.float64)
+    result, caught = deblend_recording(ranged_deblender, scene)
+    assert [g.out_of_range for g in result.galaxies] == [()] and caught == []
+
+    result, caught = deblend_recording(ranged_deblender, scene + 30 * lsst_scenes.isolated[8, 0])
+    reasons = result.nearest(22, 22).out_of_range
+    assert len(result.galaxies) == 1 and len(reasons) == 3
+    assert reasons[0].startswith("peak_r 0.99") and reasons[0].endswith("(also u, g, i, z, y)")
+    assert reasons[1].startswith("stamp_flux_i 4.17e+06 > 1.49e+06 (2.8x")  # the 24 scenes' 99.9th percentile
+    assert reasons[2].startswith("flux_i ")
+    assert [w.category for w in caught] == [OutOfTrainingRangeWarning]
+    message = str(caught[0].message)
+    n = len(result.galaxies)
+    assert f"{n} of {n} deblended galaxies are outside deblender's training range" in message
+    assert "peak" in message and "stamp_flux" in message and "out_of_range" in message
+
+
+def test_flags_survive_the_map_refinement_and_a_range_can_be_passed(lsst_vae, ranged_deblender, lsst_scenes):
+    scene = lsst_scenes.blend[8].astype(np.float64) + 30 * lsst_scenes.isolated[8, 0]
+    result, caught = deblend_recording(Deblender.from_vae(lsst_vae), scene, refine=True, map_steps=5,
+                                       training_range=ranged_deblender.training_range.entry)
+    assert result.map_loss is not None and result.nearest(22, 22).out_of_range
+    assert [w.category for w in caught] == [OutOfTrainingRangeWarning]
+
+
+def test_a_deblender_without_a_recorded_range_says_so_once_and_flags_nothing(lsst_vae, two_galaxy_field):
+    image, _ = two_galaxy_field
+    result, caught = deblend_recording(Deblender.from_vae(lsst_vae), image)
+    assert len(result.galaxies) == 2 and all(g.out_of_range == () for g in result.galaxies)
+    assert [w.category for w in caught] == [NoTrainingRangeWarning]
+    assert "no recorded training range" in str(caught[0].message)
+    sky = np.asarray(get_survey("lsst").sky_levels)
+    empty = np.random.default_rng(1).poisson(np.broadcast_to(sky, (50, 50, 6))) - sky
+    assert deblend_recording(Deblender.from_vae(lsst_vae), empty)[1] == []  # no galaxies, nothing to say
