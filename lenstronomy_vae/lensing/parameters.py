@@ -32,7 +32,7 @@ def vae_source_params(
     ``kwargs_model['source_light_profile_kwargs_list']``.
 
     Args:
-        model: shipped model name or ``.keras`` path; None for the default model.
+        model: model name (shipped or yours) or ``.keras`` path; None for the default model.
         band: band name or index, required for a multi-band model.
         amp: initial total flux, data units (overwritten by lenstronomy's linear solver).
         center_x: initial x of the galaxy centre, arcsec.
@@ -104,7 +104,7 @@ def latent_prior(index, model=None, band=None):
 
     Args:
         index: position of the 'VAE' component in its light model list.
-        model: shipped model name or ``.keras`` path; None for the default model.
+        model: model name (shipped or yours) or ``.keras`` path; None for the default model.
         band: band name or index, required for a multi-band model.
 
     Returns:

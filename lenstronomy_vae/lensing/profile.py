@@ -44,7 +44,8 @@ class VAEProfile:
     along +x, row index along +y; the stamp centre ((N-1)/2, (N-1)/2) sits at the centre.
 
     Args:
-        model: shipped model name or path to a ``.keras`` file; None for the default model.
+        model: model name (shipped, or yours: `lenstronomy-vae models`) or path to a ``.keras`` file; None for
+            the default model.
         band: band name or index, required for a multi-band model.
 
     Raises:

@@ -14,6 +14,7 @@ from lenstronomy_vae.networks.model_files import (
     load_vae,
     read_manifest,
     shipped_models,
+    user_models_dir,
     weights_dir,
 )
 from lenstronomy_vae.networks.normalization import ArcsinhTanhNormalization
@@ -23,4 +24,4 @@ from lenstronomy_vae.networks.vae import GalaxyVAE, VAEConfig
 
 __all__ = ["ArcsinhTanhNormalization", "Deblender", "GalaxyModel", "GalaxyVAE", "LatentRegressor", "ModelFileError",
            "NumpyDecoder", "PEAK_LIMIT", "VAEConfig", "decode", "encode", "load_galaxy_model", "load_network",
-           "load_vae", "read_manifest", "reconstruct", "shipped_models", "weights_dir"]
+           "load_vae", "read_manifest", "reconstruct", "shipped_models", "user_models_dir", "weights_dir"]
