@@ -7,6 +7,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from lenstronomy_vae.deblending.scene import deblend_scene
+from lenstronomy_vae.deblending.scene_model import MERGED_CHI2
 from lenstronomy_vae.deblending.stamps import cutout
 from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.networks.model_files import load_network
@@ -27,7 +28,9 @@ def galaxy_table(result, deblender, survey, regressor=None):
     a regressor, its ``g1``, ``g2`` (intrinsic reduced shear) and ``redshift`` read from the galaxy's
     stamp of the scene with the other galaxies subtracted; ``out_of_range`` (bool) whether the galaxy
     is outside the deblender's training range and ``out_of_range_reasons`` why ("; "-separated; empty
-    when inside, which astropy reads back as masked; see :func:`lenstronomy_vae.deblending.scene.flag_out_of_range`).
+    when inside, which astropy reads back as masked; see
+    :func:`lenstronomy_vae.deblending.scene.flag_out_of_range`); ``footprint_chi2`` and ``likely_merged``
+    (see :attr:`lenstronomy_vae.deblending.scene_model.SceneGalaxy.likely_merged`).
     """
     bands = deblender.config.bands
     measure = bands.index("i") if "i" in bands else 0
@@ -58,6 +61,10 @@ def galaxy_table(result, deblender, survey, regressor=None):
     table["out_of_range"].description = "outside the deblender's training range: flux and shape not to be trusted"
     table["out_of_range_reasons"] = np.array(["; ".join(g.out_of_range) for g in galaxies], dtype=str)
     table["out_of_range_reasons"].description = "why, e.g. 'stamp_flux_i 8.1e+06 > 2.4e+06 (3.4x; also g, r)'"
+    table["footprint_chi2"] = np.array([g.footprint_chi2 for g in galaxies], dtype=float)
+    table["footprint_chi2"].description = "residual chi2 per pixel and band in the galaxy's footprint"
+    table["likely_merged"] = np.array([g.likely_merged for g in galaxies], dtype=bool)
+    table["likely_merged"].description = f"footprint_chi2 > {MERGED_CHI2}: likely two galaxies in one detection"
     for column in ("x", "y"):
         table[column].unit = "pix"
     return table

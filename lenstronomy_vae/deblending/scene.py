@@ -29,6 +29,7 @@ from lenstronomy_vae.deblending.scene_model import (
     scene_model,
     stamp_measures,
     survey_kernels,
+    with_footprint_chi2,
 )
 from lenstronomy_vae.deblending.stamps import cutout, paste
 from lenstronomy_vae.networks.training_range import TrainingRange
@@ -47,6 +48,7 @@ DETECTION_THRESHOLD = 1.5
 # within 0.2 σ (the faint wings of their galaxies), 180 × 180 px fields of them within 0.05 σ.
 SKY_TOLERANCE = 0.25
 SKY_SIGNIFICANCE = 5.0
+
 
 
 class SkyBackgroundWarning(UserWarning):
@@ -123,7 +125,8 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separat
 
     Returns:
         :class:`SceneResult`; each galaxy's ``out_of_range`` says why it is outside the training range
-        (see :func:`flag_out_of_range`).
+        (see :func:`flag_out_of_range`), and its ``footprint_chi2`` how well the scene's model fits its
+        light (``likely_merged`` above :data:`~lenstronomy_vae.deblending.scene_model.MERGED_CHI2`).
 
     Warns:
         SkyBackgroundWarning: once, when the image's background differs from zero (see
@@ -162,6 +165,7 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separat
     result = SceneResult(galaxies, model, image - model)
     if refine and galaxies:
         result = map_refine(deblender, image, result, survey, steps=map_steps)
+    result = with_footprint_chi2(result, sky, size)
     if training_range is None:
         training_range = getattr(deblender, "training_range", None)
     elif not isinstance(training_range, TrainingRange):
@@ -225,6 +229,6 @@ def flag_out_of_range(result, inputs, training_range, survey, bands, size, name=
 
 
 def _reason_kind(reason):
-    """The quantity of an out-of-range reason: ``"peak_i 1.000 > 0.999"`` → ``"peak"``, ``"size ..."`` → ``"size"``."""
+    """The quantity of a reason: ``"peak_i 1.000 > 0.999"`` → ``"peak"``."""
     word = reason.split()[0]
     return word.rsplit("_", 1)[0] if "_" in word else word

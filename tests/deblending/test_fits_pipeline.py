@@ -50,7 +50,7 @@ def test_a_field_without_detections_gives_empty_outputs(tmp_path, deblender_path
     assert code == 0 and "0 galaxies deblended" in captured.out and "error" not in captured.err
     table = Table.read(out / "galaxies.ecsv")  # an empty table reads back, with every column
     assert len(table) == 0 and {"x", "y", "flux_i", "e1", "z_0", "z_3", "row0", "out_of_range",
-                                "out_of_range_reasons"} <= set(table.colnames)
+                                "out_of_range_reasons", "footprint_chi2", "likely_merged"} <= set(table.colnames)
     with fits.open(out / "deblended.fits") as hdus:
         assert len(hdus["GALAXIES"].data) == 0 and hdus["MODEL"].data.shape == (6, 50, 50)
         assert not hdus["MODEL"].data.any()

@@ -14,7 +14,13 @@ from lenstronomy_vae.deblending.scene import (
     check_sky_subtracted,
     deblend_scene,
 )
-from lenstronomy_vae.deblending.scene_model import SceneGalaxy, SceneResult, survey_kernels
+from lenstronomy_vae.deblending.scene_model import (
+    MERGED_CHI2,
+    SceneGalaxy,
+    SceneResult,
+    survey_kernels,
+    with_footprint_chi2,
+)
 from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.networks.training_range import TrainingRange
 from lenstronomy_vae.sims.surveys import get_survey
@@ -210,3 +216,37 @@ def test_a_deblender_without_a_recorded_range_says_so_once_and_flags_nothing(lss
     sky = np.asarray(get_survey("lsst").sky_levels)
     empty = np.random.default_rng(1).poisson(np.broadcast_to(sky, (50, 50, 6))) - sky
     assert deblend_recording(Deblender.from_vae(lsst_vae), empty)[1] == []  # no galaxies, nothing to say
+
+
+def _gaussian_stamps(centres, flux=3e4, sigma=2.0, size=45):
+    """(size, size, 6) round Gaussians at (x, y) stamp pixels, the same flux in every band [electrons]."""
+    rows, cols = np.mgrid[:size, :size]
+    image = sum(np.exp(-((cols - x) ** 2 + (rows - y) ** 2) / (2 * sigma**2)) for x, y in centres)
+    return np.repeat((flux / (2 * np.pi * sigma**2) * image)[..., None], 6, axis=-1)
+
+
+def _one_galaxy_result(image, model):
+    galaxy = SceneGalaxy(22.0, 22.0, 0, 0, np.zeros(4), model, model, np.ones(6))
+    return SceneResult([galaxy], model, image - model)
+
+
+def test_a_model_that_took_a_neighbours_light_is_likely_merged_and_a_good_isolated_fit_is_not():
+    sky = np.asarray(get_survey("lsst").sky_levels)
+    noise = np.random.default_rng(3).normal(size=(45, 45, 6)) * np.sqrt(sky)
+
+    def scored(image, model):
+        return with_footprint_chi2(_one_galaxy_result(image, model), sky, 45).galaxies[0]
+
+    alone = _gaussian_stamps([(22, 22)])
+    galaxy = scored(alone + noise, alone)  # one galaxy fitted by itself: χ² per pixel ≈ 1
+    assert 0.9 < galaxy.footprint_chi2 < MERGED_CHI2 and not galaxy.likely_merged
+    # two galaxies 5 px apart merged into one detection: one round model between them takes the light of both
+    pair = _gaussian_stamps([(19.5, 22), (24.5, 22)])
+    merged = scored(pair + noise, _gaussian_stamps([(22, 22)], flux=6e4, sigma=2.6))
+    assert merged.footprint_chi2 > MERGED_CHI2 and merged.likely_merged
+
+
+def test_field_mode_scores_every_galaxy_footprint(lsst_vae, lsst_scenes):
+    scene = lsst_scenes.blend[8].astype(np.float64) + 30 * lsst_scenes.isolated[8, 0]  # a bright model
+    result = deblend_recording(Deblender.from_vae(lsst_vae), scene)[0]
+    assert result.galaxies and all(np.isfinite(galaxy.footprint_chi2) for galaxy in result.galaxies)
