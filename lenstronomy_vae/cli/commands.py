@@ -19,9 +19,8 @@ from lenstronomy_vae.evaluation.report import compare
 from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.networks.model_files import load_network, read_manifest, user_models_dir, weights_dir
 from lenstronomy_vae.networks.regressor import ALL_OUTPUTS, SHAPE_OUTPUTS, LatentRegressor
-from lenstronomy_vae.sims.blends import BlendSimConfig, simulate_blends
+from lenstronomy_vae.sims.blends import BlendSet, BlendSimConfig, simulate_blends
 from lenstronomy_vae.sims.galaxies import GalaxySimConfig, simulate_galaxies
-from lenstronomy_vae.training.data import load_blend_set
 from lenstronomy_vae.training.deblender import train_and_ship_deblender
 from lenstronomy_vae.training.regressor import calibrate_and_ship, train_and_ship_regressor
 from lenstronomy_vae.training.vae import train_and_ship
@@ -101,9 +100,9 @@ def report_command(args):
     check_count("--map-steps", args.map_steps)
     if args.map_scenes is not None:
         check_count("--map-scenes", args.map_scenes)
-    blends = load_blend_set(args.data)
+    blends = BlendSet.load_hdf5(args.data)
     regressor = load_network(args.regressor, LatentRegressor) if args.regressor else None
-    shear_sets = [load_blend_set(path) for path in args.shear_sets] if args.shear_sets else None
+    shear_sets = [BlendSet.load_hdf5(path) for path in args.shear_sets] if args.shear_sets else None
     deblender = load_network(args.deblender, Deblender)
     report, per_scene = compare(blends, deblender, regressor, shear_sets, map_scenes=args.map_scenes,
                                 map_steps=args.map_steps, progress=not args.quiet)

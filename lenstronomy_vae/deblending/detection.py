@@ -156,7 +156,7 @@ def detect(image, noise_sigma, threshold=5.0, min_area=5, deblend_nthresh=32, de
     )
 
 
-def background_levels(image, noise_sigma, threshold, dilation=2):
+def background_levels(image, noise_sigma, threshold, dilation=2, segmentation=None):
     """Median of each band over the pixels outside every detected source: the residual sky level.
 
     Sources are found by :func:`detect` at ``threshold`` and their segments grown by ``dilation``
@@ -169,6 +169,8 @@ def background_levels(image, noise_sigma, threshold, dilation=2):
         noise_sigma: background noise standard deviation of one pixel in each band [electrons].
         threshold: detection threshold of the sources to leave out, as in :func:`detect`.
         dilation: pixels by which each source's segment is grown.
+        segmentation: the (H, W) segmentation map of a detection already run on ``image`` at
+            ``threshold`` (:attr:`Detections.segmentation`), to use instead of detecting again.
 
     Returns:
         (levels, n): the (bands,) median per band [electrons] and the number of pixels outside
@@ -176,7 +178,9 @@ def background_levels(image, noise_sigma, threshold, dilation=2):
         the detection threshold) ``n`` is 0 and the median is taken over all pixels.
     """
     image = _checked_image(image)
-    outside = detect(image, noise_sigma, threshold=threshold).segmentation == 0
+    if segmentation is None:
+        segmentation = detect(image, noise_sigma, threshold=threshold).segmentation
+    outside = segmentation == 0
     if dilation:
         outside = ~ndimage.binary_dilation(~outside, iterations=dilation)
     background = image[outside] if outside.any() else image.reshape(-1, image.shape[-1])

@@ -25,7 +25,6 @@ from lenstronomy_vae.deblending.scene_model import (
     checked_scene,
     decoded_galaxy,
     fit_fluxes,
-    moments_size,
     scene_model,
     stamp_measures,
     survey_kernels,
@@ -33,6 +32,7 @@ from lenstronomy_vae.deblending.scene_model import (
 )
 from lenstronomy_vae.deblending.stamps import cutout, paste
 from lenstronomy_vae.networks.training_range import TrainingRange
+from lenstronomy_vae.sims.shapes import adaptive_moments_size
 from lenstronomy_vae.sims.surveys import get_survey
 
 # Detection threshold in units of the detection image's pixel noise (sep smooths with a 3 × 3
@@ -63,7 +63,7 @@ class NoTrainingRangeWarning(UserWarning):
     """The deblender has no recorded training range, so galaxies outside it cannot be flagged."""
 
 
-def check_sky_subtracted(image, noise_sigma, bands, unit):
+def check_sky_subtracted(image, noise_sigma, bands, unit, segmentation=None):
     """Warn (:class:`SkyBackgroundWarning`, once) when the image's background is not consistent with zero.
 
     The background level of each band is the median of the pixels outside the detected sources
@@ -76,11 +76,13 @@ def check_sky_subtracted(image, noise_sigma, bands, unit):
         noise_sigma: (bands,) the survey's noise per pixel [image units].
         bands: band names, for the message.
         unit: the image unit, for the message.
+        segmentation: the segmentation map of a detection already run on ``image`` (field mode's
+            first pass), so that the sources are not detected twice.
 
     Returns:
         (bands,) background levels [image units].
     """
-    levels, n = background_levels(image, noise_sigma, DETECTION_THRESHOLD)
+    levels, n = background_levels(image, noise_sigma, DETECTION_THRESHOLD, segmentation=segmentation)
     pixels = n or image.shape[0] * image.shape[1]
     noise_sigma = np.asarray(noise_sigma, dtype=np.float64)
     standard_error = 1.2533 * noise_sigma / np.sqrt(pixels)
@@ -141,13 +143,15 @@ def deblend_scene(deblender, image, survey="lsst", max_iterations=1, min_separat
     bands = deblender.config.bands
     sky = np.array([survey.sky_levels[survey.band_index(band)] for band in bands])
     noise_sigma = np.sqrt(sky)
-    check_sky_subtracted(image, noise_sigma, bands, survey.flux_unit)
+    detections = detect(image, noise_sigma, threshold=threshold, **detect_kwargs)
+    check_sky_subtracted(image, noise_sigma, bands, survey.flux_unit, segmentation=detections.segmentation)
     kernels = survey_kernels(survey, bands)
     size = deblender.config.image_size
     residual = image.copy()
     galaxies, inputs = [], []
-    for _ in range(max_iterations):
-        detections = detect(residual, noise_sigma, threshold=threshold, **detect_kwargs)
+    for iteration in range(max_iterations):
+        if iteration:  # the first pass uses the detections the sky check was made with
+            detections = detect(residual, noise_sigma, threshold=threshold, **detect_kwargs)
         new = [(x, y) for x, y in zip(detections.x, detections.y)
                if all(np.hypot(x - g.x, y - g.y) >= min_separation for g in galaxies)]
         if not new:
@@ -211,7 +215,7 @@ def flag_out_of_range(result, inputs, training_range, survey, bands, size, name=
     for galaxy, (peak, stamp_flux) in zip(result.galaxies, inputs):
         alone = cutout(result.residual, galaxy.x, galaxy.y, size)[0] + galaxy.model
         reasons = training_range.reasons(peak=peak, stamp_flux=stamp_flux, flux=galaxy.model.sum(axis=(0, 1)),
-                                         size=moments_size(alone[..., size_band], survey.pixel_scale))
+                                         size=adaptive_moments_size(alone[..., size_band], survey.pixel_scale))
         galaxies.append(dataclasses.replace(galaxy, out_of_range=reasons))
     flagged = [g for g in galaxies if g.out_of_range]
     if flagged:

@@ -6,7 +6,6 @@ pixels with ``sep``'s convention (``x`` the column, ``y`` the row, pixel centres
 
 import dataclasses
 
-import galsim
 import numpy as np
 from scipy.optimize import nnls
 
@@ -207,15 +206,6 @@ def stamp_measures(network, stamp):
     """(peak, flux) per band of a stamp the encoder reads: largest normalised pixel and sum [image units]."""
     stamp = np.asarray(stamp, dtype=np.float64)
     return network.normalization.normalize(stamp).max(axis=(-3, -2)), stamp.sum(axis=(-3, -2))
-
-
-def moments_size(image, pixel_scale):
-    """Adaptive-moment σ [arcsec] of a 2-D image (GalSim HSM, started at the stamp centre); NaN when HSM fails."""
-    array = np.ascontiguousarray(image, dtype=np.float64)
-    if not np.all(np.isfinite(array)) or not array.sum() > 0:
-        return float("nan")
-    moments = galsim.hsm.FindAdaptiveMom(galsim.Image(array, scale=pixel_scale), strict=False)
-    return float("nan") if moments.error_message else float(moments.moments_sigma * pixel_scale)
 
 
 def footprint_chi2(result, galaxy, sky, size):

@@ -57,12 +57,17 @@ def encode(network, stamps, batch_size=256):
         batch_size: stamps per encoder call.
     """
     stamps, single = checked_stamps(network, stamps)
+    means = _encoder_means(network, stamps, batch_size)
+    return means[0] if single else means
+
+
+def _encoder_means(network, stamps, batch_size):
+    """Encoder means (n, latent_dim) of checked stamps (n, H, W, bands) in image units."""
     means = []
     for start in range(0, len(stamps), batch_size):
         batch = network.normalization.normalize(stamps[start:start + batch_size]).astype(np.float32)
         means.append(np.asarray(network.encoder(batch, training=False)[0]))
-    means = np.concatenate(means)
-    return means[0] if single else means
+    return np.concatenate(means)
 
 
 def decode(network, latents, batch_size=256):
@@ -83,6 +88,6 @@ def reconstruct(network, observed, batch_size=256):
     Returns:
         float64 array of the input's shape, capped at :data:`PEAK_LIMIT` band_max, not clipped at zero.
     """
-    _, single = checked_stamps(network, observed)
-    images = decode(network, encode(network, observed, batch_size), batch_size)
+    stamps, single = checked_stamps(network, observed)
+    images = decode(network, _encoder_means(network, stamps, batch_size), batch_size)
     return images[0] if single else images

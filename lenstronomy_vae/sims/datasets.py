@@ -1,6 +1,7 @@
 """Simulated sets on disk: HDF5 files with their generating configuration, never half-written."""
 
 import json
+import pathlib
 
 import h5py
 
@@ -27,18 +28,39 @@ def save_arrays_hdf5(path, file_format, config, seed, arrays):
                 f.create_dataset(name, data=array)
 
 
-def load_arrays_hdf5(path, file_format, names, kind):
+_WRITERS = "write it with 'lenstronomy-vae simulate' or 'simulate-blends'"
+
+
+def file_format(path):
+    """The ``format`` attribute of a set's HDF5 file (None when it has none).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not HDF5.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such HDF5 file: {path}")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path} is not an HDF5 file; {_WRITERS}")
+    with h5py.File(path, "r") as f:
+        return f.attrs.get("format")
+
+
+def load_arrays_hdf5(path, expected_format, names, kind):
     """Read what :func:`save_arrays_hdf5` wrote: (config dict, seed, {name: array}).
 
     ``kind`` names the set class in the error message.
 
     Raises:
-        ValueError: the file's ``format`` attribute is not ``file_format``.
+        FileNotFoundError: no such file.
+        ValueError: not an HDF5 file, or its ``format`` attribute is not ``expected_format``.
     """
+    found = file_format(path)
+    if found != expected_format:
+        raise ValueError(f"{path} is not a {kind} file (format attribute {found!r}, expected {expected_format!r}); "
+                         f"{_WRITERS}")
     with h5py.File(path, "r") as f:
-        if f.attrs.get("format") != file_format:
-            raise ValueError(f"{path} is not a {kind} file (format attribute {f.attrs.get('format')!r}, "
-                             f"expected {file_format!r}); write it with {kind}.save_hdf5")
         return json.loads(f.attrs["config"]), int(f.attrs["seed"]), {name: f[name][()] for name in names}
 
 

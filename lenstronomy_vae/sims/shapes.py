@@ -10,6 +10,29 @@ import galsim
 import numpy as np
 
 
+def _adaptive_moments(image, pixel_scale, guess_centre=None):
+    """GalSim's adaptive moments of a 2-D image, or None when HSM fails, the flux is not positive or a pixel not finite.
+
+    Args: as :func:`adaptive_moments_shape`.
+    """
+    array = np.array(image, dtype=np.float64, order="C")
+    if array.ndim != 2:
+        raise ValueError(f"image must be 2-D (H, W); got shape {array.shape}")
+    if not pixel_scale > 0:
+        raise ValueError(f"pixel_scale must be positive; got {pixel_scale}")
+    if not np.all(np.isfinite(array)) or not array.sum() > 0:
+        return None
+    galsim_image = galsim.Image(array, scale=pixel_scale)
+    centroid = None
+    if guess_centre is not None:
+        offset = np.asarray(guess_centre, float)
+        if offset.shape != (2,) or not np.all(np.isfinite(offset)):
+            raise ValueError(f"guess_centre must be two finite numbers (dx, dy); got {guess_centre!r}")
+        centroid = galsim_image.true_center + galsim.PositionD(*offset)
+    moments = galsim.hsm.FindAdaptiveMom(galsim_image, guess_centroid=centroid, strict=False)
+    return None if moments.error_message else moments
+
+
 def adaptive_moments_shape(image, pixel_scale=1.0, guess_centre=None):
     """Adaptive-moment shape of a 2-D image as reduced shear (GalSim ``hsm.FindAdaptiveMom``, strict=False).
 
@@ -25,24 +48,16 @@ def adaptive_moments_shape(image, pixel_scale=1.0, guess_centre=None):
     Returns:
         (g1, g2) as floats; (nan, nan) if HSM fails, the total flux is not positive or a pixel is not finite.
     """
-    array = np.array(image, dtype=np.float64, order="C")
-    if array.ndim != 2:
-        raise ValueError(f"image must be 2-D (H, W); got shape {array.shape}")
-    if not pixel_scale > 0:
-        raise ValueError(f"pixel_scale must be positive; got {pixel_scale}")
-    if not np.all(np.isfinite(array)) or not array.sum() > 0:
-        return float("nan"), float("nan")
-    galsim_image = galsim.Image(array, scale=pixel_scale)
-    centroid = None
-    if guess_centre is not None:
-        offset = np.asarray(guess_centre, float)
-        if offset.shape != (2,) or not np.all(np.isfinite(offset)):
-            raise ValueError(f"guess_centre must be two finite numbers (dx, dy); got {guess_centre!r}")
-        centroid = galsim_image.true_center + galsim.PositionD(*offset)
-    moments = galsim.hsm.FindAdaptiveMom(galsim_image, guess_centroid=centroid, strict=False)
-    if moments.error_message:
+    moments = _adaptive_moments(image, pixel_scale, guess_centre)
+    if moments is None:
         return float("nan"), float("nan")
     return float(moments.observed_shape.g1), float(moments.observed_shape.g2)
+
+
+def adaptive_moments_size(image, pixel_scale):
+    """Adaptive-moment σ [arcsec] of a 2-D image (GalSim HSM, started at the stamp centre); NaN when HSM fails."""
+    moments = _adaptive_moments(image, pixel_scale)
+    return float("nan") if moments is None else float(moments.moments_sigma * pixel_scale)
 
 
 def as_reduced_shear(distortion_1, distortion_2):

@@ -13,9 +13,9 @@ from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.networks.manifest import check_new_model
 from lenstronomy_vae.networks.model_files import load_vae
 from lenstronomy_vae.networks.vae import KLWarmup
+from lenstronomy_vae.sims.blends import BlendSet
 from lenstronomy_vae.sims.rendering import convolve_bands
 from lenstronomy_vae.training.arrays import deblender_arrays
-from lenstronomy_vae.training.data import load_blend_set
 from lenstronomy_vae.training.loop import check_training_options, cosine_adam, fit_resumable, run_summary
 from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry, training_range_of
 
@@ -91,7 +91,7 @@ def train_and_ship_deblender(data, vae, name, weights_dir, checkpoint_dir, epoch
     check_new_model(weights_dir, name, overwrite)
     check_training_options(epochs, batch_size, learning_rate, seed, checkpoint_dir)
     decoder_vae = load_vae(vae)
-    blends = load_blend_set(data)
+    blends = BlendSet.load_hdf5(data)
     held_out_set, validation_set, train_set = split_three(blends, held_out, validation)
     deblender, state = train_deblender(decoder_vae, train_set, validation_set, epochs, checkpoint_dir,
                                        latent_weight=latent_weight, batch_size=batch_size,

@@ -8,8 +8,8 @@ from lenstronomy_vae.evaluation.report import regressor_errors, regressor_shear_
 from lenstronomy_vae.networks.manifest import check_new_model
 from lenstronomy_vae.networks.model_files import is_model_path, load_network, resolve
 from lenstronomy_vae.networks.regressor import ALL_OUTPUTS, LatentRegressor
+from lenstronomy_vae.sims.blends import BlendSet
 from lenstronomy_vae.training.arrays import regression_arrays
-from lenstronomy_vae.training.data import load_blend_set
 from lenstronomy_vae.training.loop import check_training_options, cosine_adam, fit_resumable, run_summary
 from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry
 
@@ -100,7 +100,7 @@ def train_and_ship_regressor(data, encoder_model, name, weights_dir, checkpoint_
     check_new_model(weights_dir, name, overwrite)
     check_training_options(epochs, batch_size, learning_rate, seed, checkpoint_dir)
     encoder = load_network(encoder_model)
-    blends = load_blend_set(data)
+    blends = BlendSet.load_hdf5(data)
     held_out_set, validation_set, train_set = split_three(blends, held_out, validation)
     regressor, state = train_regressor(encoder, train_set, validation_set, epochs, checkpoint_dir,
                                        outputs=outputs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
@@ -148,7 +148,7 @@ def calibrate_and_ship(regressor, sets, weights_dir, name=None, overwrite=False)
     check_new_model(weights_dir, name, overwrite)
     network = load_network(regressor, LatentRegressor)
     entry = resolve(regressor)[1] or {}
-    blend_sets = [load_blend_set(path) for path in sets]
+    blend_sets = [BlendSet.load_hdf5(path) for path in sets]
     calibrated, bias = calibrate_shear_response(network, *blend_sets)
     calibration = {"sets": [pathlib.Path(path).name for path in sets], "shear": list(blend_sets[0].config.shear),
                    "uncalibrated_m": bias["m"], "uncalibrated_m_err": bias["m_err"], "uncalibrated_c": bias["c"],

@@ -4,9 +4,10 @@ import pathlib
 
 import numpy as np
 
-from lenstronomy_vae.deblending.scene_model import moments_size, stamp_measures
+from lenstronomy_vae.deblending.scene_model import stamp_measures
 from lenstronomy_vae.networks.manifest import add_to_manifest, check_new_model, export_model, new_model_file
 from lenstronomy_vae.networks.training_range import summarise_training_range
+from lenstronomy_vae.sims.shapes import adaptive_moments_size
 from lenstronomy_vae.utils.checks import check_count
 
 
@@ -95,7 +96,7 @@ def training_range_of(stamps, network, encoder_input=None, source=None, batch_si
         peaks.append(peak)
         stamp_fluxes.append(flux)
     fluxes = stamps.intrinsic.sum(axis=(1, 2), dtype=np.float64)
-    sizes = [moments_size(stamp[..., b], stamps.pixel_scale) for stamp in stamps.observed]
+    sizes = [adaptive_moments_size(stamp[..., b], stamps.pixel_scale) for stamp in stamps.observed]
     source = source or f"{len(stamps)} training stamps simulated with seed {stamps.seed}"
     return summarise_training_range(np.concatenate(peaks), np.concatenate(stamp_fluxes), fluxes, sizes, bands,
                                     size_band, stamps.survey.flux_unit, source)

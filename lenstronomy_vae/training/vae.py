@@ -9,11 +9,30 @@ from lenstronomy_vae.evaluation.reconstruction import reconstruction_metrics
 from lenstronomy_vae.networks.manifest import check_new_model
 from lenstronomy_vae.networks.normalization import ArcsinhTanhNormalization
 from lenstronomy_vae.networks.vae import GalaxyVAE, KLWarmup, VAEConfig
+from lenstronomy_vae.sims.blends import BlendSet
+from lenstronomy_vae.sims.datasets import file_format
+from lenstronomy_vae.sims.galaxies import GalaxySet
 from lenstronomy_vae.training.arrays import training_arrays
-from lenstronomy_vae.training.data import load_stamp_set
 from lenstronomy_vae.training.loop import check_training_options, cosine_adam, fit_resumable, run_summary
 from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry, training_range_of
 from lenstronomy_vae.utils.checks import check_count
+
+
+def load_stamp_set(path):
+    """A :class:`~lenstronomy_vae.sims.galaxies.GalaxySet` or :class:`~lenstronomy_vae.sims.blends.BlendSet` from HDF5.
+
+    Both have ``observed``, ``intrinsic`` and ``noise_sigma`` (a BlendSet's are its isolated
+    targets'), ``bands``, ``pixel_scale`` and ``split``: what VAE training reads.
+
+    Raises:
+        FileNotFoundError, ValueError: a missing file, or one that holds neither.
+    """
+    kinds = {GalaxySet.FILE_FORMAT: GalaxySet, BlendSet.FILE_FORMAT: BlendSet}
+    found = file_format(path)
+    if found not in kinds:
+        raise ValueError(f"{path} holds neither galaxies nor blends (format attribute {found!r}); write it with "
+                         "'lenstronomy-vae simulate' or 'simulate-blends'")
+    return kinds[found].load_hdf5(path)
 
 
 def train_vae(
@@ -77,7 +96,7 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
     """Train a VAE on a simulated HDF5 set, measure it on held-out galaxies, write it with its manifest entry.
 
     Args:
-        data: HDF5 file of a GalaxySet or a BlendSet (see :func:`lenstronomy_vae.training.data.load_stamp_set`).
+        data: HDF5 file of a GalaxySet or a BlendSet (see :func:`load_stamp_set`).
         name: model name in the manifest (users pass it as ``model=...``).
         weights_dir: model directory for the ``.keras`` file and ``manifest.json``; None for the
             user's (see :func:`lenstronomy_vae.training.shipping.ship`).
