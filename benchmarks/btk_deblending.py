@@ -25,7 +25,7 @@ from btk.survey import get_surveys
 
 from lenstronomy_vae.deblending.btk_adapter import CatsimGenerator, VAEDeblender
 from lenstronomy_vae.deblending.detection import segmentation_deblend
-from lenstronomy_vae.deblending.scene import DETECTION_THRESHOLD
+from lenstronomy_vae.deblending.scene import DETECTION_THRESHOLD, REENCODE
 from lenstronomy_vae.evaluation.metrics import (
     adaptive_shapes,
     binned_statistics,
@@ -92,9 +92,10 @@ def target_index(catalogue, centre=22.0):
 def run(args):
     have_scarlet = scarlet_available() and not args.no_scarlet
     deblender = load_network(args.deblender, Deblender)
-    field = VAEDeblender(deblender, max_n_sources=10)
-    field_map = VAEDeblender(deblender, max_n_sources=10, refine=True, map_steps=args.map_steps)
-    truth_mode = VAEDeblender(deblender, max_n_sources=4, positions="truth")
+    field = VAEDeblender(deblender, max_n_sources=10, reencode=args.reencode)
+    field_map = VAEDeblender(deblender, max_n_sources=10, reencode=args.reencode, refine=True,
+                             map_steps=args.map_steps)
+    truth_mode = VAEDeblender(deblender, max_n_sources=4, positions="truth", reencode=args.reencode)
     scarlet = Scarlet(max_n_sources=4) if have_scarlet else None
     sigma = np.sqrt(np.asarray(LSST.sky_levels))
 
@@ -192,7 +193,8 @@ def run(args):
         "configuration": {"btk": "1.0.9", "catalogue": "lenstronomy_vae.sims.catsim.catsim_catalog",
                           "catalogue_size": args.catalogue_size, "stamp": "45 x 45 LSST, 0.2 arcsec, BTK default PSF",
                           "galaxies_per_scene": [2, 4], "max_shift_arcsec": 0.9, "max_i_mag": 25.3,
-                          "seed": args.seed, "deblender": args.deblender, "map_steps": args.map_steps},
+                          "seed": args.seed, "deblender": args.deblender, "map_steps": args.map_steps,
+                          "reencode": args.reencode},
         "scenes": len(truth), "map_scenes": min(args.map_scenes, len(truth)), "scarlet": have_scarlet,
         "draw_seconds_per_scene": draw_seconds / len(truth),
         "mean_galaxies_per_scene": float(np.mean(n_galaxies)),
@@ -229,6 +231,8 @@ def main(argv=None):
     parser.add_argument("--map-scenes", type=int, default=20, help="first scenes that also get field + MAP")
     parser.add_argument("--map-steps", type=int, default=100, help="largest number of L-BFGS iterations of MAP")
     parser.add_argument("--seed", type=int, default=0, help="seed of the catalogue, the sampling and the noise")
+    parser.add_argument("--reencode", type=int, default=REENCODE,
+                        help="times each galaxy is encoded again with its neighbours subtracted")
     parser.add_argument("--batch", type=int, default=20, help="BTK batch size")
     parser.add_argument("--catalogue-size", type=int, default=1000, help="galaxies in the CatSim catalogue")
     parser.add_argument("--deblender", default="lsst45_deblender", help="deblender model name or .keras path")

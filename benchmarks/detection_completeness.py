@@ -9,8 +9,8 @@ brighter i-band flux). Detectors:
 
 - sep on the inverse-variance-weighted detection image at the field-mode threshold, with its
   default deblending (``deblend_cont`` 0.005) and with finer deblending (10⁻⁴, 10⁻⁵ with 64 levels);
-- field mode (``deblend_scene``, shipped ``lsst45_deblender``): one pass, and two passes
-  (detect, deblend, subtract, detect again on the residual).
+- field mode (``deblend_scene``, shipped ``lsst45_deblender``): its detections re-centred, without and
+  with the splitting of merged detections (galaxies added at residual peaks when they lower χ²).
 
 Prints a table and writes JSON (``--out``). ``OMP_NUM_THREADS=1`` is advised on a shared machine.
 
@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from lenstronomy_vae.deblending import deblend_scene, detect
-from lenstronomy_vae.deblending.scene import DETECTION_THRESHOLD
+from lenstronomy_vae.deblending.scene import DETECTION_THRESHOLD, MAX_NEW_SOURCES
 from lenstronomy_vae.networks import Deblender, load_network
 from lenstronomy_vae.sims import BlendSimConfig, simulate_blends
 from lenstronomy_vae.utils import write_json
@@ -41,10 +41,10 @@ def sep_detector(**settings):
     return positions
 
 
-def field_mode_detector(passes):
-    """Positions (x, y) [pixels] of the galaxies field mode keeps after ``passes`` detection passes."""
+def field_mode_detector(max_new_sources):
+    """Positions (x, y) [pixels] of the galaxies field mode keeps, adding at most ``max_new_sources`` from residuals."""
     def positions(scene, noise_sigma, deblender):
-        result = deblend_scene(deblender, scene, "lsst", max_iterations=passes)
+        result = deblend_scene(deblender, scene, "lsst", max_new_sources=max_new_sources)
         return np.array([[galaxy.x, galaxy.y] for galaxy in result.galaxies]).reshape(-1, 2)
     return positions
 
@@ -53,8 +53,8 @@ DETECTORS = {
     "sep, deblend_cont 0.005 (field mode's)": sep_detector(),
     "sep, deblend_cont 1e-4": sep_detector(deblend_cont=1e-4),
     "sep, deblend_cont 1e-5, 64 levels": sep_detector(deblend_cont=1e-5, deblend_nthresh=64),
-    "field mode, 1 pass": field_mode_detector(1),
-    "field mode, 2 passes": field_mode_detector(2),
+    "field mode, detections only": field_mode_detector(0),
+    "field mode, splitting merged detections": field_mode_detector(MAX_NEW_SOURCES),
 }
 
 

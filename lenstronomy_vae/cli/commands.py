@@ -50,7 +50,10 @@ def simulate_command(args):
 
 def simulate_blends_command(args):
     config = BlendSimConfig(survey=args.survey, n_objects_range=tuple(args.objects), shear=tuple(args.shear),
-                            quarter_turn=args.quarter_turn, round_galaxies=args.round)
+                            quarter_turn=args.quarter_turn, round_galaxies=args.round,
+                            mag_range=tuple(args.mag_range), counts_slope=args.counts_slope,
+                            hlr_range=tuple(args.hlr_range),
+                            close_fraction=args.close_fraction)
     return _simulate_and_save(
         lambda: simulate_blends(args.n, config, seed=args.seed, progress=not args.quiet, processes=args.processes),
         args.out, args.processes, lambda scenes: f"scenes ({int(scenes.n_objects.sum())} galaxies)")
@@ -129,7 +132,7 @@ def deblend_command(args):
         warnings.simplefilter("always", SkyBackgroundWarning)
         table = deblend_fits(args.image, out, deblender=args.deblender, regressor=args.regressor,
                              survey=args.survey, hdu=args.hdu, refine=args.refine, map_steps=args.map_steps,
-                             threshold=args.threshold)
+                             threshold=args.threshold, max_new_sources=args.max_new_sources)
     for warning in caught:
         print(f"lenstronomy-vae deblend: warning: {warning.message}", file=sys.stderr)
     plot_deblend_outputs(out / "deblended.fits", out / "deblended.png")

@@ -3,6 +3,8 @@
 import argparse
 
 from lenstronomy_vae.cli import commands as handlers
+from lenstronomy_vae.deblending.scene import MAX_NEW_SOURCES
+from lenstronomy_vae.sims.blends import BlendSimConfig
 
 try:  # demo and fit need lenstronomy's 'VAE' profile; the other commands work with any lenstronomy
     from lenstronomy_vae.cli import lensing_commands
@@ -169,6 +171,16 @@ def build_parser():
     blends.add_argument("--quarter-turn", action="store_true",
                         help="turn every galaxy by 90 degrees (same seed: opposite intrinsic shapes)")
     blends.add_argument("--round", action="store_true", help="round galaxies (axis ratio 1)")
+    blends.add_argument("--mag-range", type=float, nargs=2, default=list(BlendSimConfig.mag_range),
+                        metavar=("MIN", "MAX"), help="i-band AB magnitudes of the galaxies")
+    blends.add_argument("--counts-slope", type=float, default=BlendSimConfig.counts_slope,
+                        help="magnitudes drawn from dN/dm ∝ 10^(slope·m); the COSMOS counts by default, flatter "
+                             "(e.g. 0.15) for training sets with more bright galaxies")
+    blends.add_argument("--hlr-range", type=float, nargs=2, default=list(BlendSimConfig.hlr_range),
+                        metavar=("MIN", "MAX"), help="disk half-light radii [arcsec]")
+    blends.add_argument("--close-fraction", type=float, default=BlendSimConfig.close_fraction,
+                        help="probability that a neighbour lies within ±0.9 arcsec of the centre (compact groups, "
+                             "pairs inside a PSF FWHM) instead of anywhere within ±3 arcsec")
     blends.set_defaults(run=handlers.simulate_blends_command)
     train = subcommands.add_parser(
         "train", parents=[_training_options("galaxies", held_out=1000, epochs=40)],
@@ -207,6 +219,9 @@ def build_parser():
     deblend.add_argument("--refine", action="store_true", help="MAP refinement of all galaxies jointly")
     deblend.add_argument("--threshold", type=float, default=1.5,
                          help="detection threshold in units of the detection image's pixel noise (sep)")
+    deblend.add_argument("--max-new-sources", type=int, default=MAX_NEW_SOURCES,
+                         help="most galaxies added where the residual shows light the detections missed (galaxies "
+                              "merged into one detection); 0: detections only")
     deblend.set_defaults(run=handlers.deblend_command)
     train_deblender = subcommands.add_parser(
         "train-deblender", parents=[_training_options("scenes", held_out=500, epochs=20)],

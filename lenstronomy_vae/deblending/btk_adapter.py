@@ -38,17 +38,8 @@ import numpy as np
 from astropy.table import Table
 from btk.blend_batch import BlendBatch, DeblendExample
 
-from lenstronomy_vae.deblending.map import map_refine
-from lenstronomy_vae.deblending.scene import DETECTION_THRESHOLD, deblend_scene
-from lenstronomy_vae.deblending.scene_model import (
-    SceneResult,
-    checked_scene,
-    decoded_galaxy,
-    fit_fluxes,
-    scene_model,
-    survey_kernels,
-)
-from lenstronomy_vae.deblending.stamps import cutout
+from lenstronomy_vae.deblending.scene import DETECTION_THRESHOLD, REENCODE, deblend_scene
+from lenstronomy_vae.deblending.scene_model import checked_scene, survey_kernels
 from lenstronomy_vae.networks import Deblender, load_network
 from lenstronomy_vae.sims.rendering import convolve_bands
 from lenstronomy_vae.sims.surveys import get_survey
@@ -122,19 +113,22 @@ class VAEDeblender(btk.deblend.Deblender):
         positions: ``"detected"``: field mode (:func:`lenstronomy_vae.deblending.deblend_scene`).
             ``"truth"``: the network on stamps centred on the catalogue positions (BTK's truth catalogue,
             or ``reference_catalogs`` of ``deblend``), as BTK's ``Scarlet``; fluxes refitted jointly.
+        reencode: times every galaxy is encoded again with its neighbours' models subtracted
+            (:func:`lenstronomy_vae.deblending.scene_model.reencoded`).
         refine: add the joint MAP refinement (:func:`lenstronomy_vae.deblending.map_refine`).
         map_steps: largest number of L-BFGS iterations of the refinement.
         **detect_kwargs: passed to ``deblend_scene`` (``threshold``, ``min_area``, ...).
     """
 
     def __init__(self, deblender="lsst45_deblender", max_n_sources=10, survey="lsst", positions="detected",
-                 refine=False, map_steps=100, **detect_kwargs):
+                 reencode=REENCODE, refine=False, map_steps=100, **detect_kwargs):
         super().__init__(max_n_sources)
         if positions not in POSITIONS:
             raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
         self.deblender = load_network(deblender, Deblender) if isinstance(deblender, str) else deblender
         self.survey = get_survey(survey) if isinstance(survey, str) else survey
         self.positions = positions
+        self.reencode = reencode
         self.refine = refine
         self.map_steps = map_steps
         self.detect_kwargs = {"threshold": DETECTION_THRESHOLD, **detect_kwargs}
@@ -156,25 +150,9 @@ class VAEDeblender(btk.deblend.Deblender):
                 there. None: field mode's detections.
         """
         image = checked_scene(channels_last(image, len(self.bands)), self.deblender)
-        if x is None:
-            return deblend_scene(self.deblender, image, self.survey, refine=self.refine, map_steps=self.map_steps,
-                                 **self.detect_kwargs)
-        x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
-        if len(x) == 0:
-            return SceneResult([], np.zeros(image.shape), image.copy())
-        size = self.deblender.config.image_size
-        kernels = survey_kernels(self.survey, self.bands)
-        sky = np.array([self.survey.sky_levels[self.survey.band_index(band)] for band in self.bands])
-        stamps, corners = zip(*(cutout(image, xi, yi, size) for xi, yi in zip(x, y)))
-        latents = self.deblender.encode(np.stack(stamps))
-        galaxies = [decoded_galaxy(self.deblender, kernels, float(xi), float(yi), row0, col0, latent)
-                    for xi, yi, (row0, col0), latent in zip(x, y, corners, latents)]
-        galaxies = fit_fluxes(image, galaxies, sky)
-        model = scene_model(image.shape, galaxies)
-        result = SceneResult(galaxies, model, image - model)
-        if self.refine:
-            result = map_refine(self.deblender, image, result, self.survey, steps=self.map_steps)
-        return result
+        positions = None if x is None else (x, y)
+        return deblend_scene(self.deblender, image, self.survey, positions=positions, reencode=self.reencode,
+                             refine=self.refine, map_steps=self.map_steps, **self.detect_kwargs)
 
     def deblend_stamps(self, stamps):
         """The network alone on centred stamps (n, bands, H, W) or (n, H, W, bands): intrinsic targets, same layout."""

@@ -6,7 +6,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from lenstronomy_vae.deblending.scene import deblend_scene
+from lenstronomy_vae.deblending.scene import MAX_NEW_SOURCES, deblend_scene
 from lenstronomy_vae.deblending.scene_model import MERGED_CHI2
 from lenstronomy_vae.deblending.stamps import cutout
 from lenstronomy_vae.networks.deblender import Deblender
@@ -71,13 +71,16 @@ def galaxy_table(result, deblender, survey, regressor=None):
 
 
 def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, survey="lsst", hdu=None,
-                 refine=False, map_steps=100, threshold=1.5):
+                 refine=False, map_steps=100, threshold=1.5, max_new_sources=MAX_NEW_SOURCES):
     """Deblend a FITS cube (bands, H, W) and write ``out/deblended.fits`` and ``out/galaxies.ecsv``.
 
     ``deblended.fits`` holds HDUs ``MODEL`` and ``RESIDUAL`` (bands, H, W), ``STAMPS`` (galaxies,
     bands, S, S) PSF-convolved models, ``INTRINSIC`` (galaxies, bands, S, S) without PSF, and
     ``GALAXIES`` (the table, whose ``row0``/``col0`` place each stamp in the image). Files are
     written atomically.
+
+    ``refine``, ``map_steps``, ``threshold`` and ``max_new_sources`` are those of
+    :func:`lenstronomy_vae.deblending.scene.deblend_scene`.
 
     Returns:
         the galaxy table (:func:`galaxy_table`); empty, and the files written, when nothing is detected.
@@ -95,7 +98,8 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
         raise ValueError(f"{image_path} has {cube.shape[0]} bands but the deblender was trained on "
                          f"{model.config.num_bands} {model.config.bands}; give a cube (bands, H, W) in that order")
     image = np.moveaxis(cube, 0, -1)
-    result = deblend_scene(model, image, survey, refine=refine, map_steps=map_steps, threshold=threshold)
+    result = deblend_scene(model, image, survey, refine=refine, map_steps=map_steps, threshold=threshold,
+                           max_new_sources=max_new_sources)
     regressor_model = load_network(regressor, LatentRegressor) if regressor else None
     table = galaxy_table(result, model, survey, regressor_model)
     table["row0"] = np.array([g.row0 for g in result.galaxies], dtype=np.int64)

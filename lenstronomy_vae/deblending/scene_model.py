@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 from scipy.optimize import nnls
 
-from lenstronomy_vae.deblending.stamps import cutout, paste
+from lenstronomy_vae.deblending.stamps import cutout, cutout_at, paste
 from lenstronomy_vae.networks.decoding import decode
 from lenstronomy_vae.sims.rendering import convolve_bands, psf_kernel
 from lenstronomy_vae.sims.surveys import get_survey
@@ -200,6 +200,40 @@ def fit_fluxes(image, galaxies, sky):
             scales[usable, b] = nnls(design[:, usable], image[..., b].ravel() * weight)[0]
     return [dataclasses.replace(galaxy, model=galaxy.model * scale, intrinsic=galaxy.intrinsic * scale,
                                 scale=galaxy.scale * scale) for galaxy, scale in zip(galaxies, scales)]
+
+
+def reencoded(deblender, image, galaxies, kernels, sky, iterations=1):
+    """Encode every galaxy again from the scene minus its neighbours' models, then refit the fluxes.
+
+    The first encoding reads each galaxy's stamp with its neighbours' light in it; once every galaxy
+    has a model, each stamp is read again with the others subtracted (the residual plus its own model),
+    all galaxies at once, and the fluxes are refitted jointly (:func:`fit_fluxes`). Each iteration
+    repeats this with the new models.
+
+    Args:
+        deblender: the network that encoded the galaxies.
+        image: (H, W, bands) scene [image units].
+        galaxies: list of :class:`SceneGalaxy`, placed on ``image``'s grid.
+        kernels: (bands, K, K) PSF kernels (:func:`survey_kernels`).
+        sky: (bands,) sky level per pixel [image units].
+        iterations: how many times to re-encode; 0 returns ``galaxies`` unchanged.
+
+    Returns:
+        list of :class:`SceneGalaxy`, in the same order.
+    """
+    size = deblender.config.image_size
+    for _ in range(iterations):
+        if not galaxies:
+            break
+        residual = image - scene_model(image.shape, galaxies)
+        on_image = np.ones(image.shape[:2] + (1,))
+        # Each galaxy's own model is added back where its stamp overlaps the image (zeros beyond, as cutout pads).
+        stamps = [cutout_at(residual, galaxy.row0, galaxy.col0, size)
+                  + galaxy.model * cutout_at(on_image, galaxy.row0, galaxy.col0, size) for galaxy in galaxies]
+        latents = deblender.encode(np.stack(stamps))
+        galaxies = fit_fluxes(image, [decoded_galaxy(deblender, kernels, galaxy.x, galaxy.y, galaxy.row0, galaxy.col0,
+                                                     latent) for galaxy, latent in zip(galaxies, latents)], sky)
+    return galaxies
 
 
 def stamp_measures(network, stamp):

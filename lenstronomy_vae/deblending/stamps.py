@@ -60,10 +60,18 @@ def cutout(image, x, y, size):
     if image.ndim < 2:
         raise ValueError(f"image must have at least 2 dimensions (H, W, ...), got shape {image.shape}")
     row0, col0 = math.floor(y + 0.5) - size // 2, math.floor(x + 0.5) - size // 2
+    return cutout_at(image, row0, col0, size), (row0, col0)
+
+
+def cutout_at(image, row0, col0, size):
+    """The (size, size, ...) stamp of ``image`` whose top-left pixel is (row0, col0), zero-padded beyond it.
+
+    The inverse of :func:`paste` for a stamp that :func:`cutout` placed.
+    """
     stamp = np.zeros((size, size) + image.shape[2:], dtype=image.dtype)
     image_slices, stamp_slices = _overlap(image.shape, stamp.shape, row0, col0)
     stamp[stamp_slices] = image[image_slices]
-    return stamp, (row0, col0)
+    return stamp
 
 
 def paste(canvas, stamp, row0, col0):

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from lenstronomy_vae.sims.colours import draw_colour_galaxy
 from lenstronomy_vae.sims.config import SimConfig
 from lenstronomy_vae.sims.datasets import HDF5Set
+from lenstronomy_vae.sims.morphology import COUNTS_SLOPE
 from lenstronomy_vae.sims.rendering import render
 from lenstronomy_vae.sims.shapes import truth_shapes
 from lenstronomy_vae.sims.surveys import SurveySet, get_survey
@@ -63,12 +64,20 @@ class BlendSimConfig(SimConfig):
         survey: key of :data:`lenstronomy_vae.sims.surveys.SURVEYS`; needs LSST band names.
         mag_range: AB magnitudes (min, max) of each galaxy in ``reference_band``.
         hlr_range: disk half-light radius (min, max) [arcsec].
+        counts_slope: magnitudes are drawn from dN/dm ∝ 10^(counts_slope · m) over ``mag_range``:
+            0.55 follows the COSMOS counts; training sets use a flatter slope (e.g. 0.15) so that
+            bright galaxies are not rare.
         min_flux_in_stamp: least fraction of the target's flux inside the stamp (see
             :class:`lenstronomy_vae.sims.galaxies.GalaxySimConfig`).
         max_offset: largest shift of the target from the stamp centre along each axis [pixels].
         n_objects_range: (min, max) galaxies per scene, target included, drawn uniformly.
         neighbour_max_offset: largest shift of a neighbour from the stamp centre along each axis
             [pixels], before the shear.
+        close_fraction: probability that a neighbour is placed close instead, within
+            ``close_max_offset`` of the centre along each axis: compact groups like BlendingToolKit's
+            (all galaxies within ±0.9″) and pairs well inside a PSF FWHM.
+        close_max_offset: largest shift of a close neighbour along each axis [pixels] (4.5 px = 0.9″
+            on LSST's 0.2″ pixels).
         reference_band: band in which ``mag_range`` applies.
         measure_band: band of the shapes, S/N and blendedness in the truth.
         shear: reduced shear (g1, g2) applied to every galaxy and to the neighbours' positions.
@@ -80,12 +89,15 @@ class BlendSimConfig(SimConfig):
     """
 
     survey: str = "lsst"
-    mag_range: tuple = (20.0, 25.3)
-    hlr_range: tuple = (0.05, 1.5)
+    mag_range: tuple = (17.0, 26.0)
+    hlr_range: tuple = (0.05, 2.0)
+    counts_slope: float = COUNTS_SLOPE
     min_flux_in_stamp: float = 0.9
     max_offset: float = 0.5
     n_objects_range: tuple = (1, 4)
     neighbour_max_offset: float = 15.0
+    close_fraction: float = 0.3
+    close_max_offset: float = 4.5
     reference_band: str = "i"
     measure_band: str = "i"
     shear: tuple = (0.0, 0.0)
@@ -114,6 +126,11 @@ class BlendSimConfig(SimConfig):
         largest = self.largest_offset
         # Largest factor the shear matrix stretches a coordinate by (its max-row-sum norm).
         stretch = (1 + abs(g1) + abs(g2)) / math.sqrt(1 - g1 * g1 - g2 * g2)
+        if not 0.0 <= self.close_fraction <= 1.0:
+            raise ValueError(f"close_fraction must lie in [0, 1], got {self.close_fraction}")
+        if not 0.0 <= self.close_max_offset * stretch <= largest:
+            raise ValueError(f"close_max_offset {self.close_max_offset} pixels puts a sheared neighbour beyond "
+                             f"{largest} pixels of the centre; keep it in [0, {largest / stretch:.2f}]")
         if not 0.0 <= self.neighbour_max_offset * stretch <= largest:
             raise ValueError(
                 f"neighbour_max_offset {self.neighbour_max_offset} pixels puts a sheared neighbour beyond "
@@ -158,7 +175,12 @@ def _simulate_scene(i, config, seed, psf_image):
     for k in range(n_objects):
         galaxy = draw_colour_galaxy(rng, config, config.reference_band, round_shape=config.round_galaxies)
         angle = rng.uniform(0, 2 * math.pi) + (math.pi / 2 if config.quarter_turn else 0.0)
-        limit = config.max_offset if k == 0 else config.neighbour_max_offset
+        if k == 0:
+            limit = config.max_offset
+        elif config.close_fraction > 0 and rng.uniform() < config.close_fraction:
+            limit = config.close_max_offset
+        else:
+            limit = config.neighbour_max_offset
         # Lensing shears positions as well as shapes: the neighbours' offsets go through the shear matrix.
         offset = tuple(applied.getMatrix() @ rng.uniform(-limit, limit, size=2))
         for b, band in enumerate(bands):

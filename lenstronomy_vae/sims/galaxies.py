@@ -23,7 +23,7 @@ from tqdm import tqdm
 from lenstronomy_vae.sims.catalog import SOURCES, cosmos_selection, resolve_source
 from lenstronomy_vae.sims.config import SimConfig
 from lenstronomy_vae.sims.datasets import HDF5Set
-from lenstronomy_vae.sims.morphology import cosmos_morphology, draw_knots, parametric_morphology
+from lenstronomy_vae.sims.morphology import COUNTS_SLOPE, cosmos_morphology, draw_knots, parametric_morphology
 from lenstronomy_vae.sims.rendering import render
 from lenstronomy_vae.sims.surveys import SurveySet, get_survey
 from lenstronomy_vae.utils.checks import check_count, check_seed, checked_range
@@ -68,6 +68,8 @@ class GalaxySimConfig(SimConfig):
         knot_flux_fraction_range: (min, max) fraction of the total flux moved into the knots.
         n_knots_range: (min, max) number of knots, inclusive.
         knot_fwhm_range: (min, max) FWHM of each Gaussian knot [arcsec].
+        counts_slope: parametric magnitudes are drawn from dN/dm ∝ 10^(counts_slope · m) over
+            ``mag_range`` (0.55 follows the COSMOS counts; COSMOS rows keep the catalogue's counts).
         max_offset: largest shift of the galaxy centre from the stamp centre along each axis
             [pixels].
         random_rotation: rotate every galaxy by a uniform random angle.
@@ -82,6 +84,7 @@ class GalaxySimConfig(SimConfig):
     knot_flux_fraction_range: tuple = (0.05, 0.3)
     n_knots_range: tuple = (5, 30)
     knot_fwhm_range: tuple = (0.03, 0.06)
+    counts_slope: float = COUNTS_SLOPE
     max_offset: float = 0.5
     random_rotation: bool = True
 

@@ -13,7 +13,7 @@ from lenstronomy_vae.sims.surveys import get_survey
 
 # Fallback morphology, fitted on COSMOS parametric galaxies passing the default cuts
 # (F814W 18–25, Sersic hlr 0.05–0.5″, ≥ 90 % of the flux in a 64 × 0.03″ stamp).
-_COUNTS_SLOPE = 0.55             # dN/dm ∝ 10^(slope · m), fitted over F814W 21–25
+COUNTS_SLOPE = 0.55              # dN/dm ∝ 10^(slope · m), fitted over F814W 21–25
 _LOG_HLR_AT_24 = -0.77           # log10 disk hlr [arcsec] at F814W = 24 ...
 _LOG_HLR_PER_MAG = -0.09         # ... its change per magnitude ...
 _LOG_HLR_SCATTER = 0.19          # ... and scatter [dex]
@@ -83,11 +83,11 @@ class _BulgeDisk:
 def draw_bulge_disk(rng, config):
     """A bulge + disk galaxy drawn from COSMOS-like distributions, by rejection until it passes the cuts.
 
-    ``config`` needs ``survey``, ``mag_range``, ``hlr_range``, ``min_flux_in_stamp`` and
+    ``config`` needs ``survey``, ``mag_range``, ``counts_slope``, ``hlr_range``, ``min_flux_in_stamp`` and
     ``max_offset`` (a :class:`GalaxySimConfig` or a blend config).
     """
     radius = stamp_radius(config)
-    slope = _COUNTS_SLOPE * math.log(10)
+    slope = config.counts_slope * math.log(10)
     lo, hi = config.mag_range
     for _ in range(_MAX_DRAWS):
         # Inverse CDF of dN/dm ∝ exp(slope · m) on [lo, hi].

@@ -41,7 +41,8 @@ def deblend(cube, tmp_path, deblender_path, name):
     path = tmp_path / f"{name}.fits"
     fits.PrimaryHDU(cube).writeto(path)
     out = tmp_path / name
-    return main(["deblend", str(path), "--deblender", deblender_path, "--out", str(out)]), out
+    # The tiny untrained decoder's residuals would ask for more galaxies: detections only.
+    return main(["deblend", str(path), "--deblender", deblender_path, "--out", str(out), "--max-new-sources", "0"]), out
 
 
 def test_a_field_without_detections_gives_empty_outputs(tmp_path, deblender_path, capsys):
@@ -117,7 +118,7 @@ def test_the_table_flags_galaxies_outside_the_training_range_and_the_command_war
     assert list(table["out_of_range"]) == [False, True] and table["out_of_range"].dtype == bool
     assert not table["out_of_range_reasons"][0]  # empty, read back as masked
     reasons = table["out_of_range_reasons"][1]
-    assert reasons.startswith("peak_r ") and "; stamp_flux_i " in reasons
+    assert reasons.startswith("peak_") and "; stamp_flux_" in reasons
     with fits.open(out / "deblended.fits") as hdus:
         assert list(hdus["GALAXIES"].data["out_of_range"]) == list(Table.read(out / "galaxies.ecsv")["out_of_range"])
 
