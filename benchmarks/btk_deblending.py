@@ -16,6 +16,7 @@ see ``../shared/README.md`` for building it.
 import argparse
 import json
 import time
+import warnings
 
 import numpy as np
 from btk.catalog import CatsimCatalog
@@ -25,7 +26,12 @@ from btk.survey import get_surveys
 
 from lenstronomy_vae.deblending.btk_adapter import CatsimGenerator, VAEDeblender
 from lenstronomy_vae.deblending.detection import segmentation_deblend
-from lenstronomy_vae.deblending.scene import DETECTION_THRESHOLD, REENCODE
+from lenstronomy_vae.deblending.scene import (
+    DETECTION_THRESHOLD,
+    REENCODE,
+    OutOfTrainingRangeWarning,
+    SkyBackgroundWarning,
+)
 from lenstronomy_vae.evaluation.metrics import (
     adaptive_shapes,
     binned_statistics,
@@ -41,6 +47,7 @@ from lenstronomy_vae.sims.surveys import LSST
 BAND = 3  # i
 STAMP_ARCSEC = 9.0  # 45 × 0.2″
 MAG_EDGES = (18.0, 23.0, 24.0, 24.5, 25.0, 25.31)
+FAILURE = 0.5  # |Δf/f| above which a target's flux is a failure, to be flagged
 METHODS = ("none", "sep", "vae_truth", "field", "field_map", "scarlet")
 LABELS = {"none": "no deblending", "sep": "sep segmentation", "vae_truth": "VAE at true positions",
           "field": "VAE field mode", "field_map": "VAE field + MAP", "scarlet": "scarlet (true positions)"}
@@ -90,6 +97,9 @@ def target_index(catalogue, centre=22.0):
 
 
 def run(args):
+    # Flags are counted in the table; the per-scene warnings would drown the progress line.
+    warnings.simplefilter("ignore", OutOfTrainingRangeWarning)
+    warnings.simplefilter("ignore", SkyBackgroundWarning)
     have_scarlet = scarlet_available() and not args.no_scarlet
     deblender = load_network(args.deblender, Deblender)
     field = VAEDeblender(deblender, max_n_sources=10, reencode=args.reencode)
@@ -103,6 +113,7 @@ def run(args):
     batches = draw_scenes(args.scenes, args.seed, args.batch, args.catalogue_size)
     draw_seconds = time.perf_counter() - start
     estimates = {m: [] for m in METHODS}
+    flags = {m: [] for m in METHODS}  # (out_of_range, likely_merged) of the target's galaxy
     seconds = dict.fromkeys(METHODS, 0.0)
     runs = dict.fromkeys(METHODS, 0)
     truth, magnitude, blendedness, n_galaxies = [], [], [], []
@@ -125,25 +136,37 @@ def run(args):
 
             def timed(method, produce):
                 tic = time.perf_counter()
-                estimates[method].append(produce())
+                estimate = produce()
                 seconds[method] += time.perf_counter() - tic
                 runs[method] += 1
+                image_, flag = estimate if isinstance(estimate, tuple) else (estimate, (False, False))
+                estimates[method].append(image_)
+                flags[method].append(flag)
 
             timed("none", lambda: image)
             timed("sep", lambda: segmentation_deblend(image, sigma, position=(x, y),
                                                       threshold=DETECTION_THRESHOLD).image)
-            timed("vae_truth", lambda: np.moveaxis(truth_mode.deblend(ii, batch).deblended_images[t], 0, -1))
+            def at_truth():
+                example = truth_mode.deblend(ii, batch)
+                row = example.catalog[t]
+                return (np.moveaxis(example.deblended_images[t], 0, -1),
+                        (bool(row["out_of_range"]), bool(row["likely_merged"])))
+
+            timed("vae_truth", at_truth)
 
             def nearest(adapter):
                 result = adapter.deblend_image(image)
                 galaxy = result.nearest(x, y, max_distance=None)
-                return result.isolated(galaxy) if galaxy is not None else np.zeros_like(image)
+                if galaxy is None:
+                    return np.zeros_like(image), (False, False)
+                return result.isolated(galaxy), (bool(galaxy.out_of_range), galaxy.likely_merged)
 
             timed("field", lambda: nearest(field))
             if scene < args.map_scenes:
                 timed("field_map", lambda: nearest(field_map))
             else:
                 estimates["field_map"].append(np.full(image.shape, np.nan))
+                flags["field_map"].append((False, False))
             if scarlet is not None:
                 def run_scarlet():
                     example = scarlet.deblend(ii, batch)
@@ -180,6 +203,12 @@ def run(args):
         row["n_runs"] = runs[method]
         row["n_method_failures"] = int(runs[method] - np.sum(valid[:runs[method]])) if method != "field_map" else 0
         row["seconds_per_scene"] = seconds[method] / runs[method]
+        out_of_range, merged = np.array(flags[method][:len(images)], dtype=bool).reshape(-1, 2).T
+        failed = valid & (np.abs(flux[:, BAND]) > FAILURE)
+        row["flux_failures"] = int(np.sum(failed))
+        row["flux_failures_out_of_range"] = int(np.sum(failed & out_of_range))
+        row["flux_failures_likely_merged"] = int(np.sum(failed & merged))
+        row["flagged_out_of_range"] = int(np.sum(valid & out_of_range))
         table[method] = row
         abs_de1, abs_flux = np.abs(de[:, 0]), np.abs(flux[:, BAND])
         keep = valid
@@ -213,6 +242,10 @@ def print_table(report):
                           f"{row['robust_sigma_de1']:.3f}", f"{100 * row['median_abs_flux_error']:.1f} %",
                           f"{100 * row['mean_abs_flux_error']:.1f} %", f"{row['median_ssim']:.2f}",
                           str(row["n_failed"]), f"{row['seconds_per_scene']:.3f}"]))
+    print(f"\n|Δf/f| > {100 * FAILURE:.0f} %: failures, of which out_of_range / likely_merged; targets out_of_range")
+    for method, row in report["table"].items():
+        print(f"  {LABELS[method]:26s} {row['flux_failures']:4d}  {row['flux_failures_out_of_range']:4d} / "
+              f"{row['flux_failures_likely_merged']:4d}   {row['flagged_out_of_range']:4d}")
     for key in ("blendedness", "magnitude"):
         print(f"\nmedian |Δe1| by {key} (count)")
         for method, bins in report["binned"].items():

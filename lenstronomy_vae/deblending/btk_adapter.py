@@ -99,7 +99,8 @@ class VAEDeblender(btk.deblend.Deblender):
     """The VAE deblender as a BTK deblender: field mode (detection, then the network), optionally MAP.
 
     For each blend it returns BTK's ``DeblendExample``: a catalogue of the galaxies (``ra``, ``dec`` in
-    arcsec as BTK's own deblenders, ``x_peak``, ``y_peak`` in pixels) and ``deblended_images``
+    arcsec as BTK's own deblenders, ``x_peak``, ``y_peak`` in pixels, ``flux`` per band, and the flags
+    ``out_of_range`` and ``likely_merged`` of :class:`~lenstronomy_vae.deblending.scene_model.SceneGalaxy`) and ``deblended_images``
     (max_n_sources, bands, H, W): each galaxy's PSF-convolved model alone, in the blend's units (electrons).
 
     Args:
@@ -202,5 +203,7 @@ class VAEDeblender(btk.deblend.Deblender):
         catalog["dec"] = np.asarray(dec, float) * 3600
         catalog["x_peak"], catalog["y_peak"] = gx, gy
         catalog["flux"] = np.array([g.model.sum(axis=(0, 1)) for g in galaxies]).reshape(len(galaxies), n_bands)
+        catalog["out_of_range"] = np.array([bool(g.out_of_range) for g in galaxies], dtype=bool)
+        catalog["likely_merged"] = np.array([g.likely_merged for g in galaxies], dtype=bool)
         return DeblendExample(self.max_n_sources, catalog, n_bands, size, None, deblended.clip(0),
                               extra_data={"map_loss": result.map_loss})

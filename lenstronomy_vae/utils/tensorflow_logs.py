@@ -60,4 +60,11 @@ def import_tensorflow_quietly():
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     with without_tensorflow_log_lines():
         import tensorflow  # noqa: F401  (first imported here, so that its start-up lines are held back)
+    global SET_HERE
+    SET_HERE = True
     return True
+
+
+# Whether import_tensorflow_quietly set TF_CPP_MIN_LOG_LEVEL (not the user): child processes that start
+# Python afresh should not inherit it, so that their own import quiets TensorFlow the same way.
+SET_HERE = False

@@ -1,0 +1,87 @@
+"""Where many independent jobs run: here, on an embedded Dask cluster of local processes, or on a real one.
+
+:func:`engine` gives a ``map``-like function for the duration of a ``with`` block:
+
+- one worker and no scheduler: Python's own ``map``, in this process (no Dask at all);
+- ``workers`` > 1: a ``distributed.LocalCluster`` of that many single-threaded worker processes,
+  started for the block and closed after it (nothing to set up);
+- ``scheduler="tcp://host:8786"``: the Dask cluster behind that scheduler, e.g. one started by
+  ``dask-jobqueue`` on SLURM (see the README, "Running at scale").
+
+The map yields results in the order of its inputs, as they finish in that order; a job's
+exception is raised in this process. Jobs must be picklable functions (closures are shipped with
+cloudpickle); give them names or paths of models, not models, and load them with
+:func:`cached_in_worker`, so that each worker process loads a model once.
+"""
+
+import contextlib
+import functools
+import os
+
+from distributed import Client, LocalCluster
+
+from lenstronomy_vae.utils import tensorflow_logs
+from lenstronomy_vae.utils.checks import check_count
+
+WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def engine(workers=1, scheduler=None):
+    """A ``map(function, *iterables)`` running the jobs here, on a local Dask cluster or on ``scheduler``.
+
+    Args:
+        workers: worker processes of the embedded local cluster (1: no cluster, this process).
+        scheduler: address of a running Dask scheduler (``tcp://…``); ``workers`` is then ignored.
+
+    Yields:
+        the map function.
+    """
+    check_count("workers", workers)
+    if scheduler is None and workers == 1:
+        yield map
+        return
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            # One BLAS/OpenMP thread per worker process: the worker processes inherit this environment when they
+            # start, before they import anything (TensorFlow's log lines are quieted by the package's own import).
+            with _environment(WORKER_ENVIRONMENT, drop=("TF_CPP_MIN_LOG_LEVEL",) if tensorflow_logs.SET_HERE else ()):
+                cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                           dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(scheduler))
+        yield functools.partial(_ordered_results, client)
+
+
+@contextlib.contextmanager
+def _environment(values, drop=()):
+    """Set environment variables ``values`` and unset those in ``drop`` for the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in (*values, *drop)}
+    os.environ.update(values)
+    for key in drop:
+        os.environ.pop(key, None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _ordered_results(client, function, *iterables):
+    """Submit every job at once; yield the results in input order."""
+    futures = client.map(function, *iterables, pure=False)
+    try:
+        for future in futures:
+            yield future.result()
+    finally:
+        client.cancel(futures)
+
+
+@functools.lru_cache(maxsize=8)
+def cached_in_worker(loader, *arguments):
+    """``loader(*arguments)``, computed once per process (per worker): e.g. a network loaded by name."""
+    return loader(*arguments)
