@@ -145,7 +145,8 @@ def deblend_field(deblender, image, survey="lsst", tile_size=TILE_SIZE, margin=M
 
     galaxies, depths, tile_index, caught = [], [], [], {}
     with tqdm(total=len(grid), disable=not progress, unit="tile", desc="deblending") as bar:
-        for k, (owned, owned_depths, tile_warnings) in enumerate(map_function(run, grid, [tile_region(image, t) for t in grid])):
+        results = map_function(run, grid, [tile_region(image, tile) for tile in grid])
+        for k, (owned, owned_depths, tile_warnings) in enumerate(results):
             galaxies += owned
             depths += owned_depths
             tile_index += [k] * len(owned)
