@@ -101,7 +101,8 @@ class VAEDeblender(btk.deblend.Deblender):
     For each blend it returns BTK's ``DeblendExample``: a catalogue of the galaxies (``ra``, ``dec`` in
     arcsec as BTK's own deblenders, ``x_peak``, ``y_peak`` in pixels, ``flux`` per band, and the flags
     ``out_of_range`` and ``likely_merged`` of :class:`~lenstronomy_vae.deblending.scene_model.SceneGalaxy`)
-    and ``deblended_images`` (max_n_sources, bands, H, W): each galaxy's PSF-convolved model alone, in the blend's units (electrons).
+    and ``deblended_images`` (max_n_sources, bands, H, W): each galaxy's PSF-convolved model alone, in the
+    blend's units (electrons).
 
     Args:
         deblender: a :class:`lenstronomy_vae.networks.Deblender` or the name of one (default the shipped
