@@ -20,11 +20,13 @@ from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.networks.model_files import load_network, read_manifest, user_models_dir, weights_dir
 from lenstronomy_vae.networks.regressor import ALL_OUTPUTS, SHAPE_OUTPUTS, LatentRegressor
 from lenstronomy_vae.sims.blends import BlendSet, BlendSimConfig, simulate_blends
+from lenstronomy_vae.sims.field import simulate_field
 from lenstronomy_vae.sims.galaxies import GalaxySimConfig, simulate_galaxies
 from lenstronomy_vae.training.deblender import train_and_ship_deblender
 from lenstronomy_vae.training.regressor import calibrate_and_ship, train_and_ship_regressor
 from lenstronomy_vae.training.vae import train_and_ship
 from lenstronomy_vae.utils.checks import check_count
+from lenstronomy_vae.utils.engine import engine
 from lenstronomy_vae.utils.files import write_json
 
 
@@ -126,19 +128,39 @@ def report_command(args):
     return 0
 
 
+def simulate_field_command(args):
+    tic = time.perf_counter()
+    field = simulate_field(tuple(args.size), args.density, BlendSimConfig(mag_range=tuple(args.mag_range)),
+                           seed=args.seed, progress=not args.quiet, processes=args.processes)
+    field.save_fits(args.out)
+    seconds = time.perf_counter() - tic
+    print(f"{len(field.truth)} galaxies on {args.size[0]} x {args.size[1]} pixels in {seconds:.1f} s; wrote {args.out}")
+    return 0
+
+
 def deblend_command(args):
-    out = pathlib.Path(args.out)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SkyBackgroundWarning)
-        table = deblend_fits(args.image, out, deblender=args.deblender, regressor=args.regressor,
-                             survey=args.survey, hdu=args.hdu, refine=args.refine, map_steps=args.map_steps,
-                             threshold=args.threshold, max_new_sources=args.max_new_sources)
-    for warning in caught:
-        print(f"lenstronomy-vae deblend: warning: {warning.message}", file=sys.stderr)
-    plot_deblend_outputs(out / "deblended.fits", out / "deblended.png")
-    n = len(table)
-    print(f"{n} {'galaxy' if n == 1 else 'galaxies'} deblended; wrote {out / 'deblended.fits'}, "
-          f"{out / 'galaxies.ecsv'} and {out / 'deblended.png'}")
+    check_count("--tile-size", args.tile_size)
+    check_count("--workers", args.workers)
+    # A cube's name is only read as a directory name when there are several.
+    outs = ([pathlib.Path(args.out)] if len(args.image) == 1
+            else [pathlib.Path(args.out) / pathlib.Path(image).name.removesuffix(".gz").removesuffix(".fits")
+                  for image in args.image])
+    if len(set(outs)) < len(outs):
+        raise ValueError("two of the images have the same file name; their outputs would go to the same directory")
+    with engine(args.workers, args.scheduler) as map_function:
+        for image, out in zip(args.image, outs):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", SkyBackgroundWarning)
+                table = deblend_fits(image, out, deblender=args.deblender, regressor=args.regressor, survey=args.survey,
+                                     hdu=args.hdu, refine=args.refine, map_steps=args.map_steps,
+                                     threshold=args.threshold, max_new_sources=args.max_new_sources,
+                                     tile_size=args.tile_size, map_function=map_function, progress=not args.quiet)
+            for warning in caught:
+                print(f"lenstronomy-vae deblend: warning: {warning.message}", file=sys.stderr)
+            plot_deblend_outputs(out / "deblended.fits", out / "deblended.png")
+            n = len(table)
+            print(f"{image}: {n} {'galaxy' if n == 1 else 'galaxies'} deblended; wrote {out / 'deblended.fits'}, "
+                  f"{out / 'galaxies.ecsv'} and {out / 'deblended.png'}")
     return 0
 
 

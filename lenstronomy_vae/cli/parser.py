@@ -4,6 +4,7 @@ import argparse
 
 from lenstronomy_vae.cli import commands as handlers
 from lenstronomy_vae.deblending.scene import MAX_NEW_SOURCES
+from lenstronomy_vae.deblending.tiling import TILE_SIZE
 from lenstronomy_vae.sims.blends import BlendSimConfig
 
 try:  # demo and fit need lenstronomy's 'VAE' profile; the other commands work with any lenstronomy
@@ -49,6 +50,16 @@ def _simulation_options(items):
     parent.add_argument("--processes", type=int, default=1, help="worker processes")
     parent.add_argument("--quiet", action="store_true", help="no progress bar")
     return parent
+
+
+def _engine_options(parser, jobs):
+    """--workers and --scheduler: where the jobs run (lenstronomy_vae.utils.engine)."""
+    parser.add_argument("--workers", type=int, default=1,
+                        help=f"worker processes of an embedded local Dask cluster that runs the {jobs} (1: this "
+                             "process, no cluster)")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of a running Dask scheduler (tcp://host:8786), e.g. of a dask-jobqueue SLURM "
+                             "cluster; --workers is then ignored")
 
 
 def _output_options():
@@ -182,6 +193,23 @@ def build_parser():
                         help="probability that a neighbour lies within ±0.9 arcsec of the centre (compact groups, "
                              "pairs inside a PSF FWHM) instead of anywhere within ±3 arcsec")
     blends.set_defaults(run=handlers.simulate_blends_command)
+    field = subcommands.add_parser(
+        "simulate-field", help="simulate a large LSST-like field with its truth, as a FITS cube that 'deblend' reads",
+        description="Simulate an LSST-like field (u g r i z y, 0.2 arcsec/px, 10-year depth, Poisson noise, "
+                    "sky-subtracted, electrons) of the given size, galaxies at uniform random positions with the "
+                    "given mean density; write a FITS cube (bands, H, W) and its truth (TRUTH table: x, y in "
+                    "pixels, flux per band, redshift, g1/g2 as reduced shear).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    field.add_argument("--size", type=int, nargs=2, required=True, metavar=("H", "W"), help="field size [pixels]")
+    field.add_argument("--density", type=float, default=50.0, help="mean galaxies per square arcminute")
+    field.add_argument("--mag-range", type=float, nargs=2, default=list(BlendSimConfig.mag_range),
+                       metavar=("MIN", "MAX"), help="i-band AB magnitudes of the galaxies")
+    field.add_argument("--out", required=True, help="FITS file to write")
+    field.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    field.add_argument("--processes", type=int, default=1, help="worker processes")
+    field.add_argument("--quiet", action="store_true", help="no progress bar")
+    field.set_defaults(run=handlers.simulate_field_command)
     train = subcommands.add_parser(
         "train", parents=[_training_options("galaxies", held_out=1000, epochs=40)],
         help="train a VAE on a simulated HDF5 set and write it as a new model in your model directory",
@@ -212,16 +240,24 @@ def build_parser():
                     "model, residual, detections); with nothing detected, the table and stamp cubes are empty. Warns "
                     "when the image's background is not consistent with a sky-subtracted one.",
     )
-    deblend.add_argument("image", help="FITS cube (bands, H, W), bands in the deblender's order (e.g. u g r i z y)")
+    deblend.add_argument("image", nargs="+",
+                         help="FITS cube (bands, H, W), bands in the deblender's order (e.g. u g r i z y); with "
+                              "several, each gets its own directory OUT/<file name without .fits>")
     deblend.add_argument("--out", default="deblend_output", help="output directory")
     deblend.add_argument("--survey", default="lsst", help="survey of the PSF and sky noise")
     deblend.add_argument("--hdu", type=int, default=None, help="HDU of the cube (default: the first 3-D one)")
     deblend.add_argument("--refine", action="store_true", help="MAP refinement of all galaxies jointly")
     deblend.add_argument("--threshold", type=float, default=1.5,
                          help="detection threshold in units of the detection image's pixel noise (sep)")
-    deblend.add_argument("--max-new-sources", type=int, default=MAX_NEW_SOURCES,
-                         help="most galaxies added where the residual shows light the detections missed (galaxies "
-                              "merged into one detection); 0: detections only")
+    deblend.add_argument("--max-new-sources", type=int, default=None,
+                         help="most galaxies added per tile where the residual shows light the detections missed "
+                              f"(galaxies merged into one detection); 0: detections only (default: {MAX_NEW_SOURCES} "
+                              "per 45 x 45-pixel stamp area of a tile)")
+    deblend.add_argument("--tile-size", type=int, default=TILE_SIZE,
+                         help="side of the tiles the image is deblended in [pixels]; memory grows with it, not with "
+                              "the image")
+    _engine_options(deblend, "tiles")
+    deblend.add_argument("--quiet", action="store_true", help="no progress bar")
     deblend.set_defaults(run=handlers.deblend_command)
     train_deblender = subcommands.add_parser(
         "train-deblender", parents=[_training_options("scenes", held_out=500, epochs=20)],

@@ -6,14 +6,14 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from lenstronomy_vae.deblending.scene import MAX_NEW_SOURCES, deblend_scene
 from lenstronomy_vae.deblending.scene_model import MERGED_CHI2
-from lenstronomy_vae.deblending.stamps import cutout
+from lenstronomy_vae.deblending.tiling import TILE_SIZE, deblend_field
 from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.networks.model_files import load_network
 from lenstronomy_vae.networks.regressor import LatentRegressor
 from lenstronomy_vae.sims.shapes import adaptive_moments_shape
 from lenstronomy_vae.sims.surveys import get_survey
+from lenstronomy_vae.utils.engine import cached_in_worker
 from lenstronomy_vae.utils.files import atomic_path
 from lenstronomy_vae.utils.fits_io import read_image
 
@@ -49,10 +49,7 @@ def galaxy_table(result, deblender, survey, regressor=None):
     for k, values in enumerate(latents.T):  # one column each: an empty (0, d) column does not read back from ECSV
         table[f"z_{k}"] = values
     if regressor is not None:
-        stamps = []
-        for galaxy in galaxies:
-            alone = result.residual + result.isolated(galaxy)  # the scene with the other galaxies subtracted
-            stamps.append(cutout(alone, galaxy.x, galaxy.y, deblender.config.image_size)[0])
+        stamps = [result.cleaned_stamp(galaxy) for galaxy in galaxies]  # the other galaxies subtracted
         predicted = (regressor.predict_quantities(np.stack(stamps)) if stamps
                      else {name: np.zeros(0) for name in regressor.outputs_names})
         for name, values in predicted.items():
@@ -71,7 +68,8 @@ def galaxy_table(result, deblender, survey, regressor=None):
 
 
 def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, survey="lsst", hdu=None,
-                 refine=False, map_steps=100, threshold=1.5, max_new_sources=MAX_NEW_SOURCES):
+                 refine=False, map_steps=100, threshold=1.5, max_new_sources=None, tile_size=TILE_SIZE,
+                 map_function=map, progress=False):
     """Deblend a FITS cube (bands, H, W) and write ``out/deblended.fits`` and ``out/galaxies.ecsv``.
 
     ``deblended.fits`` holds HDUs ``MODEL`` and ``RESIDUAL`` (bands, H, W), ``STAMPS`` (galaxies,
@@ -79,8 +77,10 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     ``GALAXIES`` (the table, whose ``row0``/``col0`` place each stamp in the image). Files are
     written atomically.
 
-    ``refine``, ``map_steps``, ``threshold`` and ``max_new_sources`` are those of
-    :func:`lenstronomy_vae.deblending.scene.deblend_scene`.
+    The image is deblended in tiles of ``tile_size`` pixels (:func:`lenstronomy_vae.deblending.tiling.deblend_field`),
+    run by ``map_function`` (e.g. :func:`lenstronomy_vae.utils.engine.engine`'s, on Dask workers), with a
+    progress bar over the tiles when ``progress``. ``refine``, ``map_steps``, ``threshold`` and
+    ``max_new_sources`` (None: the tiled default) are those of :func:`lenstronomy_vae.deblending.scene.deblend_scene`.
 
     Returns:
         the galaxy table (:func:`galaxy_table`); empty, and the files written, when nothing is detected.
@@ -92,14 +92,15 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
             :func:`lenstronomy_vae.deblending.scene.deblend_scene`.
     """
     survey = get_survey(survey)
-    model = load_network(deblender, Deblender)
+    model = cached_in_worker(load_network, deblender, Deblender) if isinstance(deblender, str) else deblender
     cube, _ = read_image(image_path, hdu=hdu, ndim=3)
     if cube.shape[0] != model.config.num_bands:
         raise ValueError(f"{image_path} has {cube.shape[0]} bands but the deblender was trained on "
                          f"{model.config.num_bands} {model.config.bands}; give a cube (bands, H, W) in that order")
     image = np.moveaxis(cube, 0, -1)
-    result = deblend_scene(model, image, survey, refine=refine, map_steps=map_steps, threshold=threshold,
-                           max_new_sources=max_new_sources)
+    options = {} if max_new_sources is None else {"max_new_sources": max_new_sources}
+    result = deblend_field(deblender, image, survey, tile_size=tile_size, map_function=map_function,
+                           progress=progress, refine=refine, map_steps=map_steps, threshold=threshold, **options)
     regressor_model = load_network(regressor, LatentRegressor) if regressor else None
     table = galaxy_table(result, model, survey, regressor_model)
     table["row0"] = np.array([g.row0 for g in result.galaxies], dtype=np.int64)
@@ -108,8 +109,10 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     size, n_bands = model.config.image_size, model.config.num_bands
-    stamps = np.array([np.moveaxis(g.model, -1, 0) for g in result.galaxies]).reshape(-1, n_bands, size, size)
-    intrinsic = np.array([np.moveaxis(g.intrinsic, -1, 0) for g in result.galaxies]).reshape(-1, n_bands, size, size)
+    stamps = np.empty((len(result.galaxies), n_bands, size, size), dtype=np.float32)
+    intrinsic = np.empty_like(stamps)
+    for k, galaxy in enumerate(result.galaxies):
+        stamps[k], intrinsic[k] = np.moveaxis(galaxy.model, -1, 0), np.moveaxis(galaxy.intrinsic, -1, 0)
     header = fits.Header()
     header["BANDS"] = (" ".join(model.config.bands), "bands of the cube axis")
     header["BUNIT"] = survey.flux_unit
@@ -118,8 +121,8 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
         fits.PrimaryHDU(header=header),
         fits.ImageHDU(np.moveaxis(result.model, -1, 0).astype(np.float32), header, name="MODEL"),
         fits.ImageHDU(np.moveaxis(result.residual, -1, 0).astype(np.float32), header, name="RESIDUAL"),
-        fits.ImageHDU(stamps.astype(np.float32), header, name="STAMPS"),
-        fits.ImageHDU(intrinsic.astype(np.float32), header, name="INTRINSIC"),
+        fits.ImageHDU(stamps, header, name="STAMPS"),
+        fits.ImageHDU(intrinsic, header, name="INTRINSIC"),
         fits.table_to_hdu(table),
     ])
     hdus[-1].name = "GALAXIES"

@@ -29,7 +29,6 @@ from lenstronomy_vae.deblending.scene_model import (
     with_footprint_chi2,
 )
 from lenstronomy_vae.deblending.splitting import placed, recentred, split_merged
-from lenstronomy_vae.deblending.stamps import cutout
 from lenstronomy_vae.networks.training_range import TrainingRange
 from lenstronomy_vae.sims.shapes import adaptive_moments_size
 from lenstronomy_vae.sims.surveys import get_survey
@@ -225,13 +224,13 @@ def flag_out_of_range(result, deblender, training_range, survey, name="the deble
                       "pass deblend_scene(..., training_range=...).",
                       NoTrainingRangeWarning, stacklevel=3)
         return result
-    bands, size = deblender.config.bands, deblender.config.image_size
+    bands = deblender.config.bands
     if tuple(training_range.bands) != tuple(bands):
         raise ValueError(f"the training range is for bands {training_range.bands}, the deblender's are {bands}")
     size_band = bands.index(training_range.size_band)
     galaxies = []
     for galaxy in result.galaxies:
-        alone = cutout(result.residual, galaxy.x, galaxy.y, size)[0] + galaxy.model
+        alone = result.cleaned_stamp(galaxy)
         peak, stamp_flux = stamp_measures(deblender, alone)
         reasons = training_range.reasons(peak=peak, stamp_flux=stamp_flux, flux=galaxy.model.sum(axis=(0, 1)),
                                          size=adaptive_moments_size(alone[..., size_band], survey.pixel_scale))

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 from scipy.optimize import nnls
 
-from lenstronomy_vae.deblending.stamps import cutout, cutout_at, paste
+from lenstronomy_vae.deblending.stamps import cutout_at, on_image, paste
 from lenstronomy_vae.networks.decoding import decode
 from lenstronomy_vae.sims.rendering import convolve_bands, psf_kernel
 from lenstronomy_vae.sims.surveys import get_survey
@@ -140,6 +140,20 @@ class SceneResult:
         """(H, W, bands) image of one galaxy's PSF-convolved model alone on the scene's grid."""
         return scene_model(self.model.shape, [galaxy])
 
+    def cleaned_stamp(self, galaxy):
+        """(S, S, bands) the galaxy's stamp of the scene with the other galaxies subtracted [image units].
+
+        Its model plus the residual, so light the model misses still counts; zeros beyond the image.
+        """
+        return cleaned_stamp(self.residual, galaxy)
+
+
+def cleaned_stamp(residual, galaxy):
+    """(S, S, bands) ``residual`` on the galaxy's stamp plus its own model, where the stamp is on the image."""
+    size = galaxy.model.shape[0]
+    return (cutout_at(residual, galaxy.row0, galaxy.col0, size)
+            + galaxy.model * on_image(residual.shape, galaxy.row0, galaxy.col0, size))
+
 
 def scene_model(shape, galaxies):
     """(H, W, bands) sum of the galaxies' PSF-convolved models placed on a scene of ``shape``."""
@@ -221,16 +235,11 @@ def reencoded(deblender, image, galaxies, kernels, sky, iterations=1):
     Returns:
         list of :class:`SceneGalaxy`, in the same order.
     """
-    size = deblender.config.image_size
     for _ in range(iterations):
         if not galaxies:
             break
         residual = image - scene_model(image.shape, galaxies)
-        on_image = np.ones(image.shape[:2] + (1,))
-        # Each galaxy's own model is added back where its stamp overlaps the image (zeros beyond, as cutout pads).
-        stamps = [cutout_at(residual, galaxy.row0, galaxy.col0, size)
-                  + galaxy.model * cutout_at(on_image, galaxy.row0, galaxy.col0, size) for galaxy in galaxies]
-        latents = deblender.encode(np.stack(stamps))
+        latents = deblender.encode(np.stack([cleaned_stamp(residual, galaxy) for galaxy in galaxies]))
         galaxies = fit_fluxes(image, [decoded_galaxy(deblender, kernels, galaxy.x, galaxy.y, galaxy.row0, galaxy.col0,
                                                      latent) for galaxy, latent in zip(galaxies, latents)], sky)
     return galaxies
@@ -260,9 +269,9 @@ def footprint_chi2(result, galaxy, sky, size):
         the mean of ``residual² / variance`` over the footprint's pixels and bands; NaN for an empty footprint.
     """
     sky = np.asarray(sky, dtype=np.float64)
-    residual, _ = cutout(result.residual, galaxy.x, galaxy.y, size)
-    image = cutout(result.model, galaxy.x, galaxy.y, size)[0] + residual
-    inside = cutout(np.ones(result.model.shape[:2] + (1,)), galaxy.x, galaxy.y, size)[0][..., 0] > 0
+    residual = cutout_at(result.residual, galaxy.row0, galaxy.col0, size)
+    image = cutout_at(result.model, galaxy.row0, galaxy.col0, size) + residual
+    inside = on_image(result.model.shape, galaxy.row0, galaxy.col0, size)[..., 0] > 0
     weights = 1.0 / sky / np.sum(1.0 / sky)
     footprint = inside & (galaxy.model @ weights > np.sum(1.0 / sky) ** -0.5)
     if not footprint.any():

@@ -63,6 +63,14 @@ def cutout(image, x, y, size):
     return cutout_at(image, row0, col0, size), (row0, col0)
 
 
+def on_image(shape, row0, col0, size):
+    """(size, size, 1) float mask of the stamp at (row0, col0): 1 on the pixels of an image of ``shape``, 0 beyond."""
+    mask = np.zeros((size, size, 1))
+    _, stamp_slices = _overlap(tuple(shape[:2]) + (1,), mask.shape, row0, col0)
+    mask[stamp_slices] = 1.0
+    return mask
+
+
 def cutout_at(image, row0, col0, size):
     """The (size, size, ...) stamp of ``image`` whose top-left pixel is (row0, col0), zero-padded beyond it.
 

@@ -151,12 +151,15 @@ def deblend_field(deblender, image, survey="lsst", tile_size=TILE_SIZE, margin=M
             depths += owned_depths
             tile_index += [k] * len(owned)
             for warning in tile_warnings:
-                caught.setdefault(warning.category, []).append(warning)
+                caught.setdefault(warning.category, []).append((grid[k], warning))
             bar.update()
     galaxies = without_duplicates(galaxies, depths, tile_index)
     model = np.zeros(image.shape, dtype=np.float32)
     for galaxy in galaxies:
         paste(model, galaxy.model.astype(np.float32), galaxy.row0, galaxy.col0)
     for category, raised in caught.items():
-        warnings.warn(f"{len(raised)} of {len(grid)} tiles: {raised[0].message}", category, stacklevel=2)
+        tile, first = raised[0]
+        where = (f"{len(raised)} of {len(grid)} tiles warned; the first, whose pixel (0, 0) is the image's "
+                 f"(row, column) ({tile.rows[0]}, {tile.cols[0]}): ") if len(grid) > 1 else ""
+        warnings.warn(f"{where}{first.message}", category, stacklevel=2)
     return SceneResult(galaxies, model, image - model)

@@ -153,7 +153,9 @@ def simulate_field(shape, density, config=None, seed=0, progress=False, processe
     noise = _rng(seed, 2)
     for b in range(image.shape[-1]):  # band by band: the field's float64 mean never exists whole
         image[:, :, b] = noise.poisson(np.clip(image[:, :, b], 0.0, None) + sky[b]) - sky[b]
-    truth = Table(rows=[row[1:] for row in rows] if rows else None,
-                  names=("x", "y", "flux", "redshift", "g1", "g2"),
-                  dtype=(float, float, (float, (len(survey.bands),)), float, float, float))
+    columns = list(zip(*rows)) if rows else [[]] * 7
+    truth = Table()
+    for k, name in enumerate(("x", "y", "flux", "redshift", "g1", "g2"), start=1):
+        truth[name] = np.array(columns[k], dtype=np.float64)
+    truth["flux"] = truth["flux"].reshape(len(rows), len(survey.bands))
     return FieldSet(image, truth, config, float(density), int(seed))

@@ -1,0 +1,47 @@
+"""Where jobs run: this process, an embedded Dask cluster, or a scheduler."""
+
+import os
+
+import pytest
+
+from lenstronomy_vae.utils.engine import cached_in_worker, engine
+
+
+def _environment_and_square(value):
+    return os.getpid(), os.environ.get("OMP_NUM_THREADS"), value * value
+
+
+def _fails(value):
+    raise ValueError(f"bad value {value}")
+
+
+def test_one_worker_runs_here_with_map():
+    with engine() as map_function:
+        assert map_function is map
+        assert list(map_function(_environment_and_square, [1, 2]))[1][2] == 4
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        with engine(workers=0):
+            pass
+
+
+def test_cached_in_worker_calls_the_loader_once_per_arguments():
+    calls = []
+
+    def loader(name):
+        calls.append(name)
+        return object()
+
+    assert cached_in_worker(loader, "a") is cached_in_worker(loader, "a")
+    cached_in_worker(loader, "b")
+    assert calls == ["a", "b"]
+
+
+@pytest.mark.slow
+def test_a_local_cluster_runs_jobs_in_other_single_threaded_processes_in_order():
+    with engine(workers=2) as map_function:
+        results = list(map_function(_environment_and_square, range(6)))
+        assert [square for _, _, square in results] == [0, 1, 4, 9, 16, 25]
+        assert {threads for _, threads, _ in results} == {"1"}
+        assert os.getpid() not in {pid for pid, _, _ in results}
+        with pytest.raises(ValueError, match="bad value 3"):
+            list(map_function(_fails, [3]))
