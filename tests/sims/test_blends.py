@@ -69,7 +69,9 @@ def test_target_light_in_stamp_matches_its_truth_flux(scenes):
 
 def test_noiseless_target_is_blend_minus_neighbours(scenes):
     neighbours = scenes.isolated[:, 1:].sum(axis=1)
-    np.testing.assert_allclose(scenes.blend_noiseless - neighbours, scenes.target, rtol=1e-5, atol=1e-3)  # float32
+    # float32 images: a bright neighbour's rounding (1e-7 of its peak) stays in the difference.
+    np.testing.assert_allclose(scenes.blend_noiseless - neighbours, scenes.target,
+                               atol=1e-6 * scenes.blend_noiseless.max())
     assert np.all(scenes.isolated[np.arange(3)[None, :] >= scenes.n_objects[:, None]] == 0)
 
 
