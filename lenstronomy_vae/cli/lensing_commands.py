@@ -1,4 +1,6 @@
-"""The handlers of the lensing commands, ``demo`` and ``fit``: the ones that need lenstronomy's 'VAE' profile.
+"""The handlers of the lensing commands (``demo``, ``fit``, ``simulate-lenses``, ``fit-many``).
+
+They need lenstronomy's 'VAE' profile.
 
 Each takes the parsed arguments and returns the exit code (0). Bad input raises ValueError or
 FileNotFoundError, which :func:`lenstronomy_vae.cli.main` turns into exit code 2.
@@ -12,10 +14,14 @@ import warnings
 import numpy as np
 
 from lenstronomy_vae.cli.demo import run_demo
+from lenstronomy_vae.cli.fit_many import fit_many, fit_settings
 from lenstronomy_vae.evaluation.figures import plot_fit_panels
 from lenstronomy_vae.lensing import FitSettings, fit_galaxy
+from lenstronomy_vae.lensing.cutouts import write_simulated_lenses
 from lenstronomy_vae.lensing.galaxy_fit import GalaxyFitWarning
 from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
+from lenstronomy_vae.utils.checks import check_count
+from lenstronomy_vae.utils.engine import engine
 from lenstronomy_vae.utils.files import write_json
 from lenstronomy_vae.utils.fits_io import read_image
 
@@ -27,6 +33,26 @@ def demo_command(args):
                                progress=not args.quiet)
     run_demo(out_dir=args.out, seed=args.seed, model=args.model, fit_settings=settings,
              verbose=getattr(args, "verbose", False))
+    return 0
+
+
+def simulate_lenses_command(args):
+    """``lenstronomy-vae simulate-lenses``: simulated lens cut-outs and their table, for fit-many."""
+    path = write_simulated_lenses(args.n, args.out, seed=args.seed)
+    print(f"{args.n} simulated lenses; wrote {path} and the cut-outs beside it")
+    return 0
+
+
+def fit_many_command(args):
+    """``lenstronomy-vae fit-many``: fit a lens table (resumable), write OUT/results.ecsv and per-lens files."""
+    for option in ("workers", "pso_particles", "pso_iterations", "lm_iterations", "mcmc_burn", "mcmc_run"):
+        check_count(f"--{option.replace('_', '-')}", getattr(args, option))
+    with engine(args.workers, args.scheduler) as map_function:
+        table, fitted = fit_many(args.table, args.out, model=args.model, settings=fit_settings(args), seed=args.seed,
+                                 map_function=map_function, progress=not args.quiet)
+    out = pathlib.Path(args.out)
+    print(f"fitted {fitted} lens(es) in {table.meta['seconds_this_run']:.0f} s ({len(table) - fitted} done before); "
+          f"wrote {out / 'results.ecsv'} and {out / 'lenses'}/<name>.json, .png")
     return 0
 
 

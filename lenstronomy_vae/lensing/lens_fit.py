@@ -59,21 +59,31 @@ class FitSettings:
     progress: bool = True
 
 
-def lens_params_start():
-    """Initial value, spread, fixed values, lower and upper bounds of the SIE + SHEAR parameters."""
-    init = [{"theta_E": 1.0, "e1": 0.0, "e2": 0.0, "center_x": 0.0, "center_y": 0.0},
+def lens_params_start(start=None):
+    """Initial value, spread, fixed values, lower and upper bounds of the SIE + SHEAR parameters.
+
+    Args:
+        start: optional initial ``theta_E``, ``center_x``, ``center_y`` [arcsec] (default 1″ at the
+            origin); the centre's bounds are ±0.3″ around the initial centre.
+    """
+    start = {"theta_E": 1.0, "center_x": 0.0, "center_y": 0.0, **(start or {})}
+    x, y = start["center_x"], start["center_y"]
+    init = [{"theta_E": start["theta_E"], "e1": 0.0, "e2": 0.0, "center_x": x, "center_y": y},
             {"gamma1": 0.0, "gamma2": 0.0, "ra_0": 0.0, "dec_0": 0.0}]
     sigma = [{"theta_E": 0.2, "e1": 0.1, "e2": 0.1, "center_x": 0.05, "center_y": 0.05},
              {"gamma1": 0.05, "gamma2": 0.05}]
     fixed = [{}, {"ra_0": 0.0, "dec_0": 0.0}]
-    lower = [{"theta_E": 0.3, "e1": -0.5, "e2": -0.5, "center_x": -0.3, "center_y": -0.3},
+    lower = [{"theta_E": 0.3, "e1": -0.5, "e2": -0.5, "center_x": x - 0.3, "center_y": y - 0.3},
              {"gamma1": -0.2, "gamma2": -0.2}]
-    upper = [{"theta_E": 2.0, "e1": 0.5, "e2": 0.5, "center_x": 0.3, "center_y": 0.3},
+    upper = [{"theta_E": 2.0, "e1": 0.5, "e2": 0.5, "center_x": x + 0.3, "center_y": y + 0.3},
              {"gamma1": 0.2, "gamma2": 0.2}]
+    if not lower[0]["theta_E"] < start["theta_E"] < upper[0]["theta_E"]:
+        raise ValueError(f"the initial theta_E {start['theta_E']} arcsec is outside the fitted range "
+                         f"({lower[0]['theta_E']}, {upper[0]['theta_E']})")
     return init, sigma, fixed, lower, upper
 
 
-def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbose=False):
+def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbose=False, start=None):
     """Fit SIE + SHEAR + 'VAE' source to a simulated lens with lenstronomy's FittingSequence.
 
     Stages: PSO on the lens and the source position/size with the latents fixed at 0 (the mean
@@ -82,13 +92,16 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
     is seeded here.
 
     Args:
-        simulation: :class:`~lenstronomy_vae.lensing.lens_simulation.LensSimulation`.
+        simulation: what has ``kwargs_data``, ``kwargs_psf`` and ``kwargs_numerics``: a
+            :class:`~lenstronomy_vae.lensing.lens_simulation.LensSimulation` or a
+            :class:`~lenstronomy_vae.lensing.cutouts.LensCutout`.
         model: shipped model name or ``.keras`` path; None for the default model.
         settings: :class:`FitSettings`; defaults if None.
         seed: seed of numpy's global generator.
         on_stage: called with each stage's summary (see Returns) as soon as the stage ends.
         verbose: lenstronomy's own output (its FittingSequence ``verbose``): PSO's progress bar and
             parameter dictionaries.
+        start: initial ``theta_E``, ``center_x``, ``center_y`` of the SIE [arcsec] (:func:`lens_params_start`).
 
     Returns:
         dict with ``kwargs_result`` (best fit), ``samples`` and ``param_names`` of the emcee chain,
@@ -102,7 +115,7 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
     galaxy_model = load_galaxy_model(model)
     source = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)
     kwargs_params = {
-        "lens_model": lens_params_start(),
+        "lens_model": lens_params_start(start),
         "source_model": [[part] for part in source],
     }
     kwargs_model = {
@@ -164,40 +177,59 @@ def lens_parameter_table(simulation, fit):
     return rows
 
 
-def model_images(simulation, kwargs_result, model=None, source_pixels=64):
-    """Best-fit model image, normalised residuals, and true and reconstructed source images.
+def fitted_images(observation, kwargs_result, model=None, source_pixels=64, source_pixel_scale=None):
+    """Best-fit model image, normalised residuals and the reconstructed source of a lens fit.
+
+    Args:
+        observation: what has ``kwargs_data``, ``kwargs_psf`` and ``kwargs_numerics``.
+        kwargs_result: the fit's best ``kwargs_lens`` and ``kwargs_source``.
+        model: the 'VAE' source's model name or path (None: the default).
+        source_pixels: side of the source grid [pixels].
+        source_pixel_scale: its pixel scale [arcsec]; default the VAE model's, times the fitted ``scale``
+            over it (the decoded stamp's own pixels).
 
     Returns:
-        dict of 2-D arrays: ``data``, ``model``, ``residuals`` ((data − model)/σ), ``source_true`` and
-        ``source_fit`` (surface brightness on a ``source_pixels``² grid at the true source's pixel
-        scale, centred on the fitted source), and ``reduced_chi2``.
+        dict of 2-D arrays ``data``, ``model``, ``residuals`` ((data − model)/σ) and ``source_fit``
+        (surface brightness, centred on the fitted source), ``source_fit_extent`` [arcsec] and ``reduced_chi2``.
     """
     image_fit = ImageLinearFit(
-        ImageData(**simulation.kwargs_data), PSF(**simulation.kwargs_psf), LensModel(["SIE", "SHEAR"]),
-        LightModel(["VAE"], profile_kwargs_list=[{"model": model}]), kwargs_numerics=simulation.kwargs_numerics,
+        ImageData(**observation.kwargs_data), PSF(**observation.kwargs_psf), LensModel(["SIE", "SHEAR"]),
+        LightModel(["VAE"], profile_kwargs_list=[{"model": model}]), kwargs_numerics=observation.kwargs_numerics,
     )
     model_image, error_map, _, _ = image_fit.image_linear_solve(
         kwargs_lens=kwargs_result["kwargs_lens"], kwargs_source=kwargs_result["kwargs_source"]
     )
     residuals = image_fit.reduced_residuals(model_image, error_map)
-    scale = simulation.source_pixel_scale
     center = kwargs_result["kwargs_source"][0]
+    scale = source_pixel_scale or center["scale"]
     offsets = (np.arange(source_pixels) - (source_pixels - 1) / 2) * scale
     x, y = np.meshgrid(offsets + center["center_x"], offsets + center["center_y"])
     fitted = LightModel(["VAE"], profile_kwargs_list=[{"model": model}])
     source_fit = fitted.surface_brightness(x.ravel(), y.ravel(), kwargs_result["kwargs_source"]).reshape(x.shape)
-    true_center = simulation.settings.source_center
-    true_offsets = (np.arange(simulation.source_stamp.shape[0]) - (simulation.source_stamp.shape[0] - 1) / 2) * scale
     return {
-        "data": simulation.kwargs_data["image_data"],
+        "data": observation.kwargs_data["image_data"],
         "model": model_image,
         "residuals": residuals,
-        "source_true": simulation.source_stamp / scale**2,
-        "source_true_extent": _extent(true_offsets + true_center[0], true_offsets + true_center[1]),
         "source_fit": source_fit,
         "source_fit_extent": _extent(offsets + center["center_x"], offsets + center["center_y"]),
         "reduced_chi2": float(np.mean(residuals**2)),
     }
+
+
+def model_images(simulation, kwargs_result, model=None, source_pixels=64):
+    """:func:`fitted_images` of a simulated lens, with its true source on the same grid scale.
+
+    Returns:
+        the dict of :func:`fitted_images` (source at the true source's pixel scale) and ``source_true``,
+        ``source_true_extent``.
+    """
+    scale = simulation.source_pixel_scale
+    images = fitted_images(simulation, kwargs_result, model, source_pixels, source_pixel_scale=scale)
+    true_center = simulation.settings.source_center
+    true_offsets = (np.arange(simulation.source_stamp.shape[0]) - (simulation.source_stamp.shape[0] - 1) / 2) * scale
+    images["source_true"] = simulation.source_stamp / scale**2
+    images["source_true_extent"] = _extent(true_offsets + true_center[0], true_offsets + true_center[1])
+    return images
 
 
 def _extent(x, y):
