@@ -1,0 +1,154 @@
+"""Scaling of ``deblend`` with image size and workers, and of ``fit-many`` with workers, measured in one run.
+
+For each field size (square, LSST-like, ``simulate_field`` at ``--density`` galaxies per arcmin²) the
+``lenstronomy-vae deblend`` command runs in a child process, as a user runs it: wall time, galaxies
+per second, the child's peak memory (its largest resident set, ``ru_maxrss``), and against the truth:
+the fraction of galaxies found within 2 px (completeness, by brightness) and pairs of detections
+closer than 1.5 px (duplicates; tile edges would show there). Galaxies per second leave out the
+start-up (Python, TensorFlow, the model), measured on an empty field. Then the same deblend of one size with
+1 and 2 local Dask workers, and ``fit-many`` on simulated lenses with 1 and 2 workers. Ratios are
+within this run; the machine's other load counts in all of them alike.
+
+    python benchmarks/scaling.py --sizes 256 512 1024 --speedup-size 512 --lenses 6 --out scaling.json
+    python benchmarks/scaling.py --sizes 4096 --speedup-size 0 --lenses 0   # the 4096² field alone
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from astropy.table import Table
+from scipy.spatial import cKDTree
+
+from lenstronomy_vae.lensing.cutouts import write_simulated_lenses
+from lenstronomy_vae.sims.field import simulate_field
+from lenstronomy_vae.sims.surveys import LSST
+
+MATCH = 2.0  # pixels
+DUPLICATE = 1.5  # pixels
+BRIGHT_I = 24.0  # AB; completeness is also given for galaxies brighter than this
+
+
+def run_command(arguments):
+    """(seconds, peak resident memory of the child [GB]) of ``lenstronomy-vae`` with ``arguments``."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    tic = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", "lenstronomy_vae.cli", *arguments], env=environment,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - tic
+    out, err = child.stdout.read(), child.stderr.read()
+    if status != 0:
+        raise RuntimeError(f"lenstronomy-vae {' '.join(arguments)} failed:\n{out}\n{err}")
+    return seconds, usage.ru_maxrss / 1024**2  # kB on Linux
+
+
+def truth_scores(field_path, out_dir):
+    """Completeness (all, i < BRIGHT_I), duplicates and galaxies found, against the field's truth."""
+    truth = Table.read(field_path, hdu="TRUTH")
+    found = Table.read(pathlib.Path(out_dir) / "galaxies.ecsv")
+    positions = np.column_stack([found["x"], found["y"]])
+    distance, _ = cKDTree(positions).query(np.column_stack([truth["x"], truth["y"]]))
+    magnitude = np.array([LSST.flux_to_mag(flux, "i") for flux in truth["flux"][:, 3]])
+    bright = magnitude < BRIGHT_I
+    return {"true": len(truth), "found": len(found), "completeness": float(np.mean(distance < MATCH)),
+            "completeness_bright": float(np.mean(distance[bright] < MATCH)),
+            "duplicates": len(cKDTree(positions).query_pairs(DUPLICATE))}
+
+
+def start_up_seconds(work):
+    """Seconds of ``deblend`` on an empty 45² field: starting Python, TensorFlow and the model."""
+    path = work / "empty.fits"
+    simulate_field((45, 45), 0.0, seed=0).save_fits(path)
+    return run_command(["deblend", str(path), "--out", str(work / "empty"), "--quiet"])[0]
+
+
+def deblend_scaling(sizes, density, tile_size, work):
+    start_up = start_up_seconds(work)
+    print(f"start-up (an empty field): {start_up:.1f} s; galaxies/s below exclude it", flush=True)
+    rows = []
+    for size in sizes:
+        path = work / f"field_{size}.fits"
+        simulate_field((size, size), density, seed=size).save_fits(path)
+        out = work / f"deblend_{size}"
+        seconds, memory = run_command(["deblend", str(path), "--out", str(out), "--quiet", "--tile-size",
+                                       str(tile_size)])
+        row = {"size": size, "seconds": seconds, "start_up_seconds": start_up, "peak_memory_gb": memory,
+               **truth_scores(path, out)}
+        row["galaxies_per_second"] = row["found"] / max(seconds - start_up, 1e-9)
+        rows.append(row)
+        print(f"{size:5d}² px: {row['true']:6d} true, {row['found']:6d} found, {seconds:7.1f} s, "
+              f"{row['galaxies_per_second']:.2f} galaxies/s, peak {memory:.2f} GB, completeness "
+              f"{row['completeness']:.3f} (i < {BRIGHT_I}: {row['completeness_bright']:.3f}), duplicates "
+              f"{row['duplicates']}", flush=True)
+    return rows
+
+
+def deblend_speedup(size, density, tile_size, work):
+    path = work / f"field_{size}.fits"
+    if not path.exists():
+        simulate_field((size, size), density, seed=size).save_fits(path)
+    seconds = {}
+    for workers in (1, 2):
+        seconds[workers], _ = run_command(["deblend", str(path), "--out", str(work / f"speedup_{workers}"),
+                                           "--quiet", "--tile-size", str(tile_size), "--workers", str(workers)])
+    same = (Table.read(work / "speedup_1" / "galaxies.ecsv")["x"].tolist()
+            == Table.read(work / "speedup_2" / "galaxies.ecsv")["x"].tolist())
+    print(f"deblend {size}² px: 1 worker {seconds[1]:.1f} s, 2 workers {seconds[2]:.1f} s: speed-up "
+          f"{seconds[1] / seconds[2]:.2f}× (same galaxies: {same})", flush=True)
+    return {"size": size, "seconds_1": seconds[1], "seconds_2": seconds[2], "speedup": seconds[1] / seconds[2],
+            "same_galaxies": same}
+
+
+def fit_many_speedup(n, work, budget):
+    table = write_simulated_lenses(n, work / "lenses", seed=1)
+    seconds = {}
+    for workers in (1, 2):
+        seconds[workers], _ = run_command(["fit-many", str(table), "--out", str(work / f"fits_{workers}"), "--quiet",
+                                           "--workers", str(workers), *budget])
+    same = np.allclose(Table.read(work / "fits_1" / "results.ecsv")["theta_E"],
+                       Table.read(work / "fits_2" / "results.ecsv")["theta_E"], rtol=1e-9)
+    per_minute = {workers: 60 * n / seconds[workers] for workers in seconds}
+    print(f"fit-many {n} lenses: 1 worker {per_minute[1]:.2f} lenses/min, 2 workers {per_minute[2]:.2f} lenses/min: "
+          f"speed-up {seconds[1] / seconds[2]:.2f}× (same results: {same})", flush=True)
+    return {"lenses": n, "seconds_1": seconds[1], "seconds_2": seconds[2], "lenses_per_minute_1": per_minute[1],
+            "lenses_per_minute_2": per_minute[2], "speedup": seconds[1] / seconds[2], "same_results": bool(same)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024], help="field sides [pixels]")
+    parser.add_argument("--density", type=float, default=54.0,
+                        help="galaxies per arcmin² (54: 10⁴ galaxies on a 4096² field)")
+    parser.add_argument("--tile-size", type=int, default=192, help="deblend's --tile-size")
+    parser.add_argument("--speedup-size", type=int, default=512, help="field side of the 1 → 2 workers run (0: none)")
+    parser.add_argument("--lenses", type=int, default=6, help="lenses of the fit-many run (0: none)")
+    parser.add_argument("--budget", nargs="*", default=["--pso-particles", "20", "--pso-iterations", "20",
+                                                        "--lm-iterations", "20", "--mcmc-burn", "20",
+                                                        "--mcmc-run", "20"], help="fit-many's budget options")
+    parser.add_argument("--out", default="scaling.json", help="JSON report")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as directory:
+        work = pathlib.Path(directory)
+        report = {"density": args.density, "tile_size": args.tile_size,
+                  "deblend": deblend_scaling(args.sizes, args.density, args.tile_size, work)}
+        rates = [row["galaxies_per_second"] for row in report["deblend"]]
+        if len(rates) > 1:
+            print(f"galaxies/s, largest over smallest field: {rates[-1] / rates[0]:.2f} (1 = cost linear in galaxies)")
+        if args.speedup_size:
+            report["deblend_speedup"] = deblend_speedup(args.speedup_size, args.density, args.tile_size, work)
+        if args.lenses:
+            report["fit_many"] = fit_many_speedup(args.lenses, work, args.budget)
+    pathlib.Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
