@@ -105,6 +105,7 @@ def run(args):
     field = VAEDeblender(deblender, max_n_sources=10, reencode=args.reencode)
     field_map = VAEDeblender(deblender, max_n_sources=10, reencode=args.reencode, refine=True,
                              map_steps=args.map_steps)
+    field.name, field_map.name = "field", "field_map"
     truth_mode = VAEDeblender(deblender, max_n_sources=4, positions="truth", reencode=args.reencode)
     scarlet = Scarlet(max_n_sources=4) if have_scarlet else None
     sigma = np.sqrt(np.asarray(LSST.sky_levels))
@@ -114,6 +115,7 @@ def run(args):
     draw_seconds = time.perf_counter() - start
     estimates = {m: [] for m in METHODS}
     flags = {m: [] for m in METHODS}  # (out_of_range, likely_merged) of the target's galaxy
+    model_blendedness = {"vae_truth": [], "field": [], "field_map": []}  # the target galaxy's, in the model
     seconds = dict.fromkeys(METHODS, 0.0)
     runs = dict.fromkeys(METHODS, 0)
     truth, magnitude, blendedness, n_galaxies = [], [], [], []
@@ -149,6 +151,7 @@ def run(args):
             def at_truth():
                 example = truth_mode.deblend(ii, batch)
                 row = example.catalog[t]
+                model_blendedness["vae_truth"].append(float(row["blendedness"]))
                 return (np.moveaxis(example.deblended_images[t], 0, -1),
                         (bool(row["out_of_range"]), bool(row["likely_merged"])))
 
@@ -159,6 +162,7 @@ def run(args):
                 galaxy = result.nearest(x, y, max_distance=None)
                 if galaxy is None:
                     return np.zeros_like(image), (False, False)
+                model_blendedness[adapter.name].append(galaxy.blendedness)
                 return result.isolated(galaxy), (bool(galaxy.out_of_range), galaxy.likely_merged)
 
             timed("field", lambda: nearest(field))
@@ -181,7 +185,7 @@ def run(args):
     truth = np.array(truth)
     magnitude, blendedness = np.array(magnitude), np.array(blendedness)
     true_shapes = adaptive_shapes(truth, BAND, LSST.pixel_scale)
-    table, bins = {}, {}
+    table, bins, per_target = {}, {}, {}
     for method in METHODS:
         if not runs[method]:
             continue
@@ -209,6 +213,10 @@ def run(args):
         row["flux_failures_out_of_range"] = int(np.sum(failed & out_of_range))
         row["flux_failures_likely_merged"] = int(np.sum(failed & merged))
         row["flagged_out_of_range"] = int(np.sum(valid & out_of_range))
+        per_target[method] = {"abs_flux_error": np.where(valid, np.abs(flux[:, BAND]), np.nan).tolist(),
+                              "de1": de[:, 0].tolist(), "out_of_range": out_of_range.tolist(),
+                              "likely_merged": merged.tolist(),
+                              "model_blendedness": list(model_blendedness.get(method, []))}
         table[method] = row
         abs_de1, abs_flux = np.abs(de[:, 0]), np.abs(flux[:, BAND])
         keep = valid
@@ -228,6 +236,7 @@ def run(args):
         "draw_seconds_per_scene": draw_seconds / len(truth),
         "mean_galaxies_per_scene": float(np.mean(n_galaxies)),
         "table": table, "binned": bins,
+        "per_target": {"magnitude": magnitude.tolist(), "blendedness": blendedness.tolist(), **per_target},
     }
     return report
 

@@ -206,5 +206,6 @@ class VAEDeblender(btk.deblend.Deblender):
         catalog["flux"] = np.array([g.model.sum(axis=(0, 1)) for g in galaxies]).reshape(len(galaxies), n_bands)
         catalog["out_of_range"] = np.array([bool(g.out_of_range) for g in galaxies], dtype=bool)
         catalog["likely_merged"] = np.array([g.likely_merged for g in galaxies], dtype=bool)
+        catalog["blendedness"] = np.array([g.blendedness for g in galaxies], dtype=float)
         return DeblendExample(self.max_n_sources, catalog, n_bands, size, None, deblended.clip(0),
                               extra_data={"map_loss": result.map_loss})

@@ -29,7 +29,8 @@ def galaxy_table(result, deblender, survey, regressor=None):
     stamp of the scene with the other galaxies subtracted; ``out_of_range`` (bool) whether the galaxy
     is outside the deblender's training range and ``out_of_range_reasons`` why ("; "-separated; empty
     when inside, which astropy reads back as masked; see
-    :func:`lenstronomy_vae.deblending.scene.flag_out_of_range`); ``footprint_chi2`` and ``likely_merged``
+    :func:`lenstronomy_vae.deblending.scene.flag_out_of_range`); ``footprint_chi2``, ``blendedness`` and
+    ``likely_merged``
     (see :attr:`lenstronomy_vae.deblending.scene_model.SceneGalaxy.likely_merged`).
     """
     bands = deblender.config.bands
@@ -60,6 +61,8 @@ def galaxy_table(result, deblender, survey, regressor=None):
     table["out_of_range_reasons"].description = "why, e.g. 'stamp_flux_i 8.1e+06 > 2.4e+06 (3.4x; also g, r)'"
     table["footprint_chi2"] = np.array([g.footprint_chi2 for g in galaxies], dtype=float)
     table["footprint_chi2"].description = "residual chi2 per pixel and band in the galaxy's footprint"
+    table["blendedness"] = np.array([g.blendedness for g in galaxies], dtype=float)
+    table["blendedness"].description = "1 - sum(m^2) / sum(m M) of the galaxy's model m in the scene's model M"
     table["likely_merged"] = np.array([g.likely_merged for g in galaxies], dtype=bool)
     table["likely_merged"].description = f"footprint_chi2 > {MERGED_CHI2}: likely two galaxies in one detection"
     for column in ("x", "y"):

@@ -49,6 +49,8 @@ class SceneGalaxy:
             trusted: a bright galaxy beyond the range came back with −95 % of its flux.
         footprint_chi2: the residual's χ² per pixel and band inside the galaxy's footprint
             (:func:`footprint_chi2`); NaN until field mode sets it. See :attr:`likely_merged`.
+        blendedness: the galaxy's blendedness in the scene's model (:func:`model_blendedness`); NaN
+            until field mode sets it.
     """
 
     x: float
@@ -61,6 +63,7 @@ class SceneGalaxy:
     scale: np.ndarray = None
     out_of_range: tuple = ()
     footprint_chi2: float = float("nan")
+    blendedness: float = float("nan")
 
     @property
     def likely_merged(self):
@@ -279,8 +282,26 @@ def footprint_chi2(result, galaxy, sky, size):
     return float(np.mean(residual[footprint] ** 2 / (sky + np.maximum(image[footprint], 0.0))))
 
 
+def model_blendedness(result, galaxy, sky):
+    """The galaxy's blendedness in the scene's model: 1 − Σ m² / Σ m·M over its stamp.
+
+    ``m`` is the galaxy's PSF-convolved model and ``M`` the whole scene's model, both combined over the
+    bands with the detection image's weights (inverse sky variance); 0 for a galaxy alone, towards 1
+    for one buried under brighter neighbours (the definition of the truth's blendedness, on models).
+    """
+    weights = 1.0 / np.asarray(sky, dtype=np.float64)
+    weights /= weights.sum()
+    size = galaxy.model.shape[0]
+    own = galaxy.model @ weights
+    scene = cutout_at(result.model, galaxy.row0, galaxy.col0, size) @ weights
+    overlap = float(np.sum(own * scene))
+    return 1.0 - float(np.sum(own**2)) / overlap if overlap > 0 else float("nan")
+
+
 def with_footprint_chi2(result, sky, size):
-    """The result with every galaxy's ``footprint_chi2`` set (:func:`footprint_chi2`)."""
+    """The result with every galaxy's ``footprint_chi2`` (:func:`footprint_chi2`) and ``blendedness``
+    (:func:`model_blendedness`) set."""
     return dataclasses.replace(result, galaxies=[
-        dataclasses.replace(galaxy, footprint_chi2=footprint_chi2(result, galaxy, sky, size))
+        dataclasses.replace(galaxy, footprint_chi2=footprint_chi2(result, galaxy, sky, size),
+                            blendedness=model_blendedness(result, galaxy, sky))
         for galaxy in result.galaxies])
