@@ -8,8 +8,9 @@ matched to its detection within 5 px, and its flux error Δf/f is the i-band flu
 its true noiseless image's, over the scene (45 × 45 px). Prints, per set: targets found, fraction
 flagged, median and mean |Δf/f| of flagged and unflagged targets, how many have |Δf/f| > 50 %
 with and without the flag, and the reasons; then how marking also the galaxies whose footprint
-χ² (``SceneGalaxy.footprint_chi2``, likely merged blends) is above thresholds around ``MERGED_CHI2``
-trades marked targets for caught failures; writes JSON (``--out``) with every target.
+χ² (``SceneGalaxy.footprint_chi2``, likely merged blends) is above thresholds around ``MERGED_CHI2``,
+or whose blendedness in the scene's model (``SceneGalaxy.blendedness``) is above thresholds, trades
+marked targets for caught failures; writes JSON (``--out``) with every target.
 
     python benchmarks/out_of_range_flags.py --scenes 200 --seed 31 --out out_of_range.json
 """
@@ -30,6 +31,7 @@ from lenstronomy_vae.utils import write_json
 
 LARGE_ERROR = 0.5
 CHI2_THRESHOLDS = (1.0, MERGED_CHI2, 1.1, 1.2, 1.4, 1.6, 2.0, np.inf)
+BLENDEDNESS_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, np.inf)
 
 
 def measure(deblender, scenes):
@@ -50,7 +52,7 @@ def measure(deblender, scenes):
                "n_objects": int(scenes.n_objects[k])}
         if galaxy is not None:
             row.update(flagged=bool(galaxy.out_of_range), reasons=list(galaxy.out_of_range),
-                       footprint_chi2=galaxy.footprint_chi2,
+                       footprint_chi2=galaxy.footprint_chi2, model_blendedness=galaxy.blendedness,
                        error=float(result.isolated(galaxy)[..., i].sum() / true_flux - 1))
         rows.append(row)
     return rows
@@ -86,6 +88,12 @@ def summarise(name, rows):
         print(f"    {threshold:5.2f}: {flags.mean() if len(found) else np.nan:6.1%}  {int(np.sum(flags & large)):3d} / "
               f"{int(np.sum(~flags & large)):3d}   {np.median(errors[flags]) if flags.any() else np.nan:6.1%} / "
               f"{np.median(errors[~flags]) if (~flags).any() else np.nan:6.1%}")
+    print("  out_of_range or model blendedness above: marked, |Δf/f| > 50 % marked / unmarked")
+    for threshold in BLENDEDNESS_THRESHOLDS:
+        flags = np.array([bool(r["reasons"]) or r["model_blendedness"] > threshold for r in found], dtype=bool)
+        large = np.abs([r["error"] for r in found]) > LARGE_ERROR
+        print(f"    {threshold:5.2f}: {flags.mean() if len(found) else np.nan:6.1%}  {int(np.sum(flags & large)):3d} / "
+              f"{int(np.sum(~flags & large)):3d}")
     return {"targets": len(rows), "found": len(found), "flagged": len(flagged), "unflagged_large_error": len(missed),
             "flagged_large_error": int(sum(abs(r["error"]) > LARGE_ERROR for r in flagged)), "rows": rows}
 
@@ -97,10 +105,11 @@ def main():
     parser.add_argument("--bright-hlr", type=float, default=2.5, help="largest disk half-light radius [arcsec]")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--out", default="out_of_range.json")
+    parser.add_argument("--deblender", default="lsst45_deblender", help="deblender name or .keras path")
     args = parser.parse_args()
-    deblender = load_network("lsst45_deblender", Deblender)
+    deblender = load_network(args.deblender, Deblender)
     sets = {
-        "normal (default config, i 20-25.3)": (BlendSimConfig(), args.scenes),
+        "training-like (default config: i 17-26, 30 % close neighbours)": (BlendSimConfig(), args.scenes),
         f"bright (i 17-20, hlr 0.05-{args.bright_hlr}″)": (
             BlendSimConfig(mag_range=(17.0, 20.0), hlr_range=(0.05, args.bright_hlr)), args.scenes),
         "peer's case (alone, i 17.7-17.9, hlr 1.4-1.8″)": (
