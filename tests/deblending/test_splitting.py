@@ -1,10 +1,18 @@
 """Re-encoding with neighbours subtracted, re-centring, and splitting merged detections."""
 
+import dataclasses
+
 import galsim
 import numpy as np
 import pytest
 
-from lenstronomy_vae.deblending.scene_model import reencoded, scene_model, survey_kernels
+from lenstronomy_vae.deblending.scene_model import (
+    SceneResult,
+    model_blendedness,
+    reencoded,
+    scene_model,
+    survey_kernels,
+)
 from lenstronomy_vae.deblending.splitting import EXCLUSION, centroids, placed, residual_peak, split_merged
 from lenstronomy_vae.deblending.stamps import cutout
 from lenstronomy_vae.networks.deblender import Deblender
@@ -77,3 +85,18 @@ def test_split_merged_keeps_a_new_galaxy_only_for_a_large_enough_chi2_fall(deble
     added = split_merged(deblender, image, start, kernels, SKY, -np.inf, 2, 1)
     assert len(added) == 3
     assert split_merged(deblender, image, start, kernels, SKY, -np.inf, 0, 1) == start
+
+
+def test_model_blendedness_is_zero_alone_and_grows_under_a_brighter_neighbour(deblender):
+    kernels = survey_kernels(SURVEY, deblender.config.bands)
+    image = gaussian_scene([(25.0, 30.0)], [1e5])
+    (faint,) = placed(deblender, image, [(25.0, 30.0)], kernels, SKY)
+    assert faint.model.sum() > 0
+    # The same galaxy ten times brighter, 4 px to the right.
+    galaxies = [faint, dataclasses.replace(faint, x=29.0, col0=faint.col0 + 4, model=10 * faint.model)]
+    alone = scene_model(image.shape, galaxies[:1])
+    assert model_blendedness(SceneResult(galaxies[:1], alone, image - alone), galaxies[0], SKY) == pytest.approx(0.0)
+    both = scene_model(image.shape, galaxies)
+    result = SceneResult(galaxies, both, image - both)
+    faint, bright = (model_blendedness(result, galaxy, SKY) for galaxy in galaxies)
+    assert 0 < bright < faint < 1

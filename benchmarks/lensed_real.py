@@ -1,0 +1,433 @@
+"""Real COSMOS galaxies behind simulated lenses: how well each source model recovers the lens.
+
+Each real HST/COSMOS F814W galaxy of ``../shared/data/cosmos`` brighter than ``--max-mag`` is the
+source behind its own simulated SIE + external shear lens, observed at two (or more) signal-to-noise
+ratios, and every observation is fitted, side by side in one run and under the same PSO budget
+(``--pso-particles``, ``--pso-iterations``), with each source model:
+  - VAE: the 'VAE' profile (default model), PSO with the latents held at the mean galaxy (0), then
+    'LM' on every parameter (``warm_start_steps``), latents under their standard-normal prior;
+  - SHAPELETS<n> for each n_max of ``--shapelet-nmax`` (default 8 and 15: 45 and 136 coefficients):
+    coefficients solved linearly by lenstronomy, beta and centre by PSO then SIMPLEX;
+  - SERSIC_ELLIPSE: PSO then SIMPLEX (amplitude solved linearly).
+The lens model (SIE + SHEAR) is fitted in every case, from ``lens_params_start()`` (θ_E = 1″ at the
+origin, no ellipticity, no shear).
+
+Reported per source model and SNR (over galaxies): the bias (median of fitted − true) and scatter
+(half the 16–84 % range of fitted − true) of θ_E [arcsec], of the SIE's e1, e2 and of the shear's
+γ1, γ2; the median reduced χ² of the best fit, χ²_ν = χ² / (pixels − free parameters), the free
+parameters being the sampled ones plus the linearly solved amplitudes; the median seconds per fit;
+and the failures, fits with |fitted − true θ_E| > 0.05″ (counted in the medians too). Prints one
+table and writes ``--out`` (JSON) with the truth and every fit of every galaxy and SNR.
+
+Choices:
+  - Sources: as ``real_galaxies.py --lensed``: a deconvolved GalSim RealGalaxy is noise amplified
+    beyond the HST band limit, so it is drawn reconvolved with a 0.12″-FWHM Gaussian (wider than
+    the F814W PSF) on a 96 × 96 grid at the catalogue's 0.03″/px, and only galaxies brighter than
+    ``--max-mag`` (24.5: 21 of the 50) are used. The stamp, scaled to unit total flux, is
+    lenstronomy's INTERPOL source (surface brightness, ``scale`` 0.03″, ``phi_G`` 0). It keeps the
+    COSMOS stamp's own noise, smoothed: negative pixels sum to 10–47 % of the flux for 19 of the
+    21 galaxies, a part of the truth that no source model here reproduces.
+  - INTERPOL cache: lenstronomy's INTERPOL profile builds the interpolator of the first image it
+    renders and keeps it (``Interpol.image_interp``), whatever image later calls pass; only
+    ``Interpol.delete_cache()`` clears it. Every truth image is therefore rendered through a fresh
+    LightModel (:func:`lensed_image`), so no galaxy is drawn with another one's stamp.
+  - Lens: per galaxy, seeded by ``--seed`` and the catalogue row (the same lens at every SNR):
+    θ_E uniform in 0.7–1.2″, SIE e1, e2 uniform in ±0.1, shear γ1, γ2 uniform in ±0.05, lens centre
+    uniform in ±0.05″, source centre within ±0.1″ (each axis) of the lens centre, near the caustics
+    (arcs and rings).
+  - Observation: 80 × 80 pixels of 0.05″; a Gaussian PSF of FWHM 0.1″ (HST-like; the demo's
+    ``LensSettings.psf_fwhm``) rather than each galaxy's catalogue PSF, which is sampled at 0.03″
+    and already undone in the source; the fits are given this PSF exactly, so PSF errors are not
+    part of the measured bias. The truth is rendered with 5 × 5 supersampling, the fits use 3 × 3.
+  - Noise: Gaussian, the same σ in every pixel, no Poisson noise of the source (a sky-dominated
+    exposure), set so that SNR = √(Σ I²) / σ over all pixels, I being the noise-free lensed image:
+    the SNR of the whole arc with a matched filter. ``--snrs 30 100`` by default. The fits are
+    given σ as the noise map.
+
+lenstronomy's optimisers draw from numpy's global generator, seeded per galaxy before each fit.
+BLAS runs on one thread during the fits (as in real_galaxies.py). Exits 0 with a message when the
+data are absent.
+
+    python benchmarks/lensed_real.py [--n 20] [--snrs 30 100] [--out lensed_real.json] [--shared ../shared]
+    python benchmarks/lensed_real.py --n 2 --snrs 30 --pso-particles 10 --pso-iterations 5 \\
+        --models VAE SERSIC_ELLIPSE SHAPELETS8 --out /tmp/lensed_smoke.json
+"""
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+from lenstronomy.Data.imaging_data import ImageData
+from lenstronomy.Data.psf import PSF
+from lenstronomy.ImSim.image_model import ImageModel
+from lenstronomy.LensModel.lens_model import LensModel
+from lenstronomy.LightModel.light_model import LightModel
+from lenstronomy.Workflow.fitting_sequence import FittingSequence
+from threadpoolctl import threadpool_limits
+
+HERE = pathlib.Path(__file__).resolve().parent  # real_galaxies.py
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from real_galaxies import (  # noqa: E402
+    CATALOG,
+    SERSIC_LOWER,
+    SERSIC_UPPER,
+    SHAPELETS_INIT,
+    SHAPELETS_LOWER,
+    SHAPELETS_SIGMA,
+    SHAPELETS_UPPER,
+    SOURCE_SERSIC_INIT,
+    SOURCE_SERSIC_SIGMA,
+    LensedBudget,
+    _lens_data,
+    _quiet,
+    catalog_size,
+    default_shared,
+    lensed_sources,
+    real_source,
+)
+
+from lenstronomy_vae import latent_prior, load_galaxy_model, vae_source_params  # noqa: E402  (registers 'VAE', 'LM')
+from lenstronomy_vae.lensing import LensSettings, lens_params_start, warm_start_steps  # noqa: E402
+from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS  # noqa: E402
+from lenstronomy_vae.utils import write_json  # noqa: E402
+
+REPORTED = ("theta_E", "e1", "e2", "gamma1", "gamma2")  # the lens parameters in the table
+FAILURE_THETA_E = 0.05  # arcsec: a fit with |fitted − true θ_E| above this failed
+THETA_E_RANGE = (0.7, 1.2)  # arcsec
+ELLIPTICITY_MAX = 0.1  # SIE |e1|, |e2|
+SHEAR_MAX = 0.05  # |γ1|, |γ2|
+LENS_CENTER_MAX = 0.05  # arcsec, each axis
+SOURCE_OFFSET_MAX = 0.1  # arcsec, source centre from the lens centre, each axis
+SHAPELET_PREFIX = "SHAPELETS"
+
+
+@dataclasses.dataclass
+class Settings:
+    """The observation, the drawing of the sources and the fit budget (arcsec, pixels, iterations)."""
+
+    num_pix: int = 80
+    pixel_scale: float = LensSettings.pixel_scale
+    psf_fwhm: float = LensSettings.psf_fwhm
+    truth_supersampling: int = 5
+    fit_supersampling: int = 3
+    source_size: int = LensedBudget.source_size
+    source_smoothing_fwhm: float = LensedBudget.source_smoothing_fwhm
+    max_mag: float = LensedBudget.max_mag
+    pso_particles: int = LensedBudget.pso_particles
+    pso_iterations: int = LensedBudget.pso_iterations
+    lm_iterations: int = LensedBudget.lm_iterations
+    simplex_iterations: int = LensedBudget.simplex_iterations
+
+
+@dataclasses.dataclass
+class Observation:
+    """One noisy lensed image as lenstronomy kwargs, with its noise σ (counts/s per pixel)."""
+
+    kwargs_data: dict
+    kwargs_psf: dict
+    kwargs_numerics: dict
+    noise_sigma: float
+
+
+@dataclasses.dataclass
+class SourceModel:
+    """One source model's lenstronomy setup.
+
+    Attributes:
+        name: the name in the table (``VAE``, ``SERSIC_ELLIPSE``, ``SHAPELETS8``, ...).
+        profile: lenstronomy light profile.
+        profile_kwargs: its entry of ``source_light_profile_kwargs_list``, or None.
+        params: [init, sigma, fixed, lower, upper], each a one-element list.
+        likelihood: ``kwargs_likelihood``.
+        steps: ``fit_sequence`` steps.
+    """
+
+    name: str
+    profile: str
+    profile_kwargs: dict | None
+    params: list
+    likelihood: dict
+    steps: list
+
+
+# ----------------------------------------------------------------------------- truth
+
+def draw_truth(rng):
+    """A random SIE + SHEAR lens (``LENS_PARAMS``: arcsec, dimensionless) and ``source_x``, ``source_y`` [arcsec]."""
+    center_x, center_y = rng.uniform(-LENS_CENTER_MAX, LENS_CENTER_MAX, 2)
+    e1, e2 = rng.uniform(-ELLIPTICITY_MAX, ELLIPTICITY_MAX, 2)
+    gamma1, gamma2 = rng.uniform(-SHEAR_MAX, SHEAR_MAX, 2)
+    offset_x, offset_y = rng.uniform(-SOURCE_OFFSET_MAX, SOURCE_OFFSET_MAX, 2)
+    values = {"theta_E": rng.uniform(*THETA_E_RANGE), "e1": e1, "e2": e2, "center_x": center_x,
+              "center_y": center_y, "gamma1": gamma1, "gamma2": gamma2,
+              "source_x": center_x + offset_x, "source_y": center_y + offset_y}
+    return {name: float(value) for name, value in values.items()}
+
+
+def lens_kwargs(truth):
+    """lenstronomy ``kwargs_lens`` of SIE + SHEAR from a truth dict."""
+    return [{name: truth[name] for name in ("theta_E", "e1", "e2", "center_x", "center_y")},
+            {"gamma1": truth["gamma1"], "gamma2": truth["gamma2"], "ra_0": 0.0, "dec_0": 0.0}]
+
+
+def coordinates(settings):
+    """ImageData coordinate kwargs of the square observation grid, centred on the origin."""
+    origin = -(settings.num_pix - 1) / 2 * settings.pixel_scale
+    return {"ra_at_xy_0": origin, "dec_at_xy_0": origin, "transform_pix2angle": np.diag([settings.pixel_scale] * 2)}
+
+
+def psf_kwargs(settings):
+    """The Gaussian PSF of the observation (FWHM in arcsec)."""
+    return {"psf_type": "GAUSSIAN", "fwhm": settings.psf_fwhm, "truncation": 5}
+
+
+def lensed_image(stamp, stamp_scale, truth, settings):
+    """Noise-free lensed image (counts/s per pixel) of a source stamp (counts/s per pixel) behind the lens.
+
+    A fresh LightModel renders each stamp: lenstronomy's INTERPOL keeps the interpolator of the
+    first image it is given (see the module docstring).
+    """
+    shape = (settings.num_pix, settings.num_pix)
+    image_model = ImageModel(
+        ImageData(image_data=np.zeros(shape), **coordinates(settings)), PSF(**psf_kwargs(settings)),
+        LensModel(["SIE", "SHEAR"]), LightModel(["INTERPOL"]),
+        kwargs_numerics={"supersampling_factor": settings.truth_supersampling},
+    )
+    kwargs_source = [{"image": stamp / stamp_scale**2, "scale": stamp_scale, "center_x": truth["source_x"],
+                      "center_y": truth["source_y"], "phi_G": 0.0, "amp": 1.0}]
+    return image_model.image(lens_kwargs(truth), kwargs_source)
+
+
+def noise_sigma_for(clean, snr):
+    """Per-pixel Gaussian σ giving SNR = √(Σ clean²) / σ."""
+    return float(np.sqrt(np.sum(clean**2)) / snr)
+
+
+def observe(clean, snr, settings, rng):
+    """The clean image plus Gaussian noise at ``snr``, as an :class:`Observation` for the fits."""
+    sigma = noise_sigma_for(clean, snr)
+    kwargs_data = {"image_data": clean + rng.normal(0.0, sigma, clean.shape),
+                   "noise_map": np.full(clean.shape, sigma), **coordinates(settings)}
+    return Observation(kwargs_data, psf_kwargs(settings), {"supersampling_factor": settings.fit_supersampling}, sigma)
+
+
+# ----------------------------------------------------------------------------- source models
+
+def model_names(shapelet_nmax):
+    """Every available source model: VAE, SERSIC_ELLIPSE and SHAPELETS<n> for each n of ``shapelet_nmax``."""
+    return ["VAE", "SERSIC_ELLIPSE"] + [f"{SHAPELET_PREFIX}{n}" for n in shapelet_nmax]
+
+
+def _pso(settings):
+    return ["PSO", {"sigma_scale": 1.0, "n_particles": settings.pso_particles,
+                    "n_iterations": settings.pso_iterations}]
+
+
+def vae_source(settings, model=None):
+    """'VAE' source at the origin with the model's pixel scale; PSO with the latents at 0, then LM."""
+    galaxy_model = load_galaxy_model(model)
+    params = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)
+    likelihood = {"source_marg": False, "check_positive_flux": True, "prior_source": latent_prior(0, model=model)}
+    steps = warm_start_steps(galaxy_model.latent_dim, _pso(settings)[1], settings.lm_iterations)
+    return SourceModel("VAE", "VAE", {"model": model}, [[part] for part in params], likelihood, steps)
+
+
+def sersic_source(settings):
+    """SERSIC_ELLIPSE source (real_galaxies.py's lensed start and bounds); PSO then SIMPLEX."""
+    params = [[SOURCE_SERSIC_INIT], [SOURCE_SERSIC_SIGMA], [{}], [SERSIC_LOWER], [SERSIC_UPPER]]
+    steps = [_pso(settings), ["SIMPLEX", {"n_iterations": settings.simplex_iterations}]]
+    return SourceModel("SERSIC_ELLIPSE", "SERSIC_ELLIPSE", None, params, {"check_positive_flux": True}, steps)
+
+
+def shapelets_source(n_max, settings):
+    """SHAPELETS of order ``n_max`` (coefficients of either sign, solved linearly); PSO then SIMPLEX on beta, centre."""
+    params = [[SHAPELETS_INIT], [SHAPELETS_SIGMA], [{"n_max": n_max}], [SHAPELETS_LOWER], [SHAPELETS_UPPER]]
+    steps = [_pso(settings), ["SIMPLEX", {"n_iterations": settings.simplex_iterations}]]
+    return SourceModel(f"{SHAPELET_PREFIX}{n_max}", "SHAPELETS", None, params, {}, steps)
+
+
+def source_model(name, settings, model=None):
+    """The :class:`SourceModel` of a name of :func:`model_names`."""
+    if name == "VAE":
+        return vae_source(settings, model)
+    if name == "SERSIC_ELLIPSE":
+        return sersic_source(settings)
+    return shapelets_source(int(name[len(SHAPELET_PREFIX):]), settings)
+
+
+# ----------------------------------------------------------------------------- fits
+
+def fit_lensed(observation, source, seed):
+    """Fit SIE + SHEAR + ``source`` to an observation from ``lens_params_start()``.
+
+    Returns:
+        dict: ``lens`` (best-fit ``LENS_PARAMS``), ``chi2``, ``free_parameters``, ``reduced_chi2``
+        (χ² / (pixels − free parameters)) and ``seconds`` (the optimisers only).
+    """
+    kwargs_model = {"lens_model_list": ["SIE", "SHEAR"], "source_light_model_list": [source.profile]}
+    if source.profile_kwargs is not None:
+        kwargs_model["source_light_profile_kwargs_list"] = [source.profile_kwargs]
+    kwargs_params = {"lens_model": lens_params_start(), "source_model": source.params}
+    np.random.seed(seed)
+    fitting = FittingSequence(_lens_data(observation), kwargs_model, {}, source.likelihood, kwargs_params)
+    start = time.perf_counter()
+    with _quiet():
+        fitting.fit_sequence(source.steps)
+    seconds = time.perf_counter() - start
+    kwargs = fitting.best_fit()
+    model_image, _, _, _ = fitting.likelihood_class.image_likelihood.imSim.image_linear_solve(
+        kwargs_lens=kwargs["kwargs_lens"], kwargs_source=kwargs["kwargs_source"])
+    data = observation.kwargs_data["image_data"]
+    chi2 = float(np.sum(((data - model_image) / observation.noise_sigma) ** 2))
+    free = int(fitting.param_class.num_param()[0] + fitting.param_class.num_param_linear())
+    lens = {**kwargs["kwargs_lens"][0], **kwargs["kwargs_lens"][1]}
+    return {"lens": {name: float(lens[name]) for name in LENS_PARAMS}, "chi2": chi2, "free_parameters": free,
+            "reduced_chi2": chi2 / (data.size - free), "seconds": seconds}
+
+
+def fit_observation(observation, truth, sources, seed):
+    """Every source model's fit of one observation, with the errors (fitted − true) and the failure flag."""
+    fits = {}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for source in sources:
+            fit = fit_lensed(observation, source, seed)
+            fit["error"] = {name: fit["lens"][name] - truth[name] for name in LENS_PARAMS}
+            fit["failed"] = bool(abs(fit["error"]["theta_E"]) > FAILURE_THETA_E)
+            fits[source.name] = fit
+    return fits
+
+
+def run_fits(cosmos_dir, sources_rows, snrs, sources, settings, seed):
+    """Each galaxy behind its lens at each SNR, fitted with every source model.
+
+    Args:
+        sources_rows: (catalogue row, F814W magnitude) of the galaxies.
+
+    Returns:
+        one JSON-ready dict per (galaxy, SNR): row, mag, snr, truth, noise_sigma and per model its fit.
+    """
+    rows = []
+    for index, mag in sources_rows:
+        stamp, stamp_scale = real_source(cosmos_dir, index, settings.source_size,
+                                         smoothing_fwhm=settings.source_smoothing_fwhm)
+        truth = draw_truth(np.random.default_rng([seed, index]))
+        clean = lensed_image(stamp / stamp.sum(), stamp_scale, truth, settings)
+        for snr in snrs:
+            observation = observe(clean, snr, settings, np.random.default_rng([seed, index, round(1000 * snr)]))
+            fits = fit_observation(observation, truth, sources, seed + index)
+            rows.append({"index": index, "mag": mag, "snr": snr, "truth": truth,
+                         "noise_sigma": observation.noise_sigma, "models": fits})
+            print(f"galaxy {index:2d} (mag {mag:.1f}, θ_E {truth['theta_E']:.3f}″) SNR {snr:g}: " + ", ".join(
+                f"{name} Δθ_E {fit['error']['theta_E']:+.4f}″ χ²_ν {fit['reduced_chi2']:.3f} {fit['seconds']:.0f} s"
+                for name, fit in fits.items()), flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------- summary
+
+def bias_and_scatter(errors):
+    """(median, half the 16–84 % range) of an array of fitted − true values."""
+    low, high = np.percentile(errors, [16, 84])
+    return float(np.median(errors)), float(0.5 * (high - low))
+
+
+def summarize(rows, names, snrs):
+    """Per SNR and source model: bias and scatter of each reported parameter, medians, failures."""
+    summary = {}
+    for snr in snrs:
+        at_snr = [row for row in rows if row["snr"] == snr]
+        summary[f"{snr:g}"] = {}
+        for name in names:
+            fits = [row["models"][name] for row in at_snr]
+            parameters = {}
+            for param in REPORTED:
+                bias, scatter = bias_and_scatter(np.array([fit["error"][param] for fit in fits]))
+                parameters[param] = {"bias": bias, "scatter": scatter}
+            summary[f"{snr:g}"][name] = {
+                "galaxies": len(fits), "parameters": parameters,
+                "median_reduced_chi2": float(np.median([fit["reduced_chi2"] for fit in fits])),
+                "median_seconds": float(np.median([fit["seconds"] for fit in fits])),
+                "failures": sum(fit["failed"] for fit in fits),
+            }
+    return summary
+
+
+def print_table(summary, settings):
+    """One line per SNR and source model: bias [scatter] of each reported parameter, χ²_ν, s/fit, failures."""
+    print(f"\nfitted − true: bias (median) [scatter (half the 16–84 % range)]; θ_E in arcsec; "
+          f"{settings.num_pix}² px at {settings.pixel_scale}″, PSO {settings.pso_particles} particles × "
+          f"{settings.pso_iterations} iterations; failure: |Δθ_E| > {FAILURE_THETA_E}″")
+    labels = {"theta_E": "θ_E", "e1": "e1", "e2": "e2", "gamma1": "γ1", "gamma2": "γ2"}
+    print(f"{'SNR':>5} {'source model':>15} {'n':>3} " + " ".join(f"{labels[p]:>18}" for p in REPORTED)
+          + f" {'χ²_ν':>6} {'s/fit':>6} {'failed':>6}")
+    for snr, by_model in summary.items():
+        for name, row in by_model.items():
+            cells = " ".join(f"{row['parameters'][p]['bias']:+8.4f} [{row['parameters'][p]['scatter']:7.4f}]"
+                             for p in REPORTED)
+            print(f"{snr:>5} {name:>15} {row['galaxies']:3d} {cells} {row['median_reduced_chi2']:6.3f} "
+                  f"{row['median_seconds']:6.1f} {row['failures']:6d}")
+
+
+def run(cosmos_dir, n, snrs, names, out, settings=None, model=None, seed=0):
+    """Select the galaxies, fit, print the table and write ``out`` (JSON); returns what was written."""
+    settings = settings or Settings()
+    selected = lensed_sources(cosmos_dir, range(catalog_size(cosmos_dir)), settings.max_mag)[:n]
+    if not selected:
+        print(f"no galaxy brighter than mag {settings.max_mag} in {cosmos_dir}: nothing to fit")
+        return None
+    sources = [source_model(name, settings, model) for name in names]
+    rows = run_fits(cosmos_dir, selected, snrs, sources, settings, seed)
+    summary = summarize(rows, names, snrs)
+    print(f"\n{len(selected)} COSMOS galaxies (mag < {settings.max_mag}) behind random SIE + shear lenses, "
+          f"{os.cpu_count()} CPU cores")
+    print_table(summary, settings)
+    results = {"cpu_count": os.cpu_count(), "seed": seed, "model": model or load_galaxy_model(model).name,
+               "settings": dataclasses.asdict(settings), "snrs": list(snrs), "source_models": list(names),
+               "failure_theta_E": FAILURE_THETA_E, "summary": summary, "galaxies": rows}
+    write_json(out, results)
+    print(f"wrote {out}")
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=str(default_shared()), help="the shared folder (default ../shared)")
+    parser.add_argument("--n", type=int, default=20, help="number of galaxies (the first ones brighter than the cut)")
+    parser.add_argument("--snrs", type=float, nargs="+", default=[30.0, 100.0], help="√(Σ I²)/σ of the lensed image")
+    parser.add_argument("--shapelet-nmax", type=int, nargs="+", default=[8, 15], help="SHAPELETS orders to fit")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="source models to fit (default all: VAE SERSIC_ELLIPSE SHAPELETS<n> per --shapelet-nmax)")
+    parser.add_argument("--pso-particles", type=int, default=Settings.pso_particles)
+    parser.add_argument("--pso-iterations", type=int, default=Settings.pso_iterations)
+    parser.add_argument("--lm-iterations", type=int, default=Settings.lm_iterations, help="VAE's LM after PSO")
+    parser.add_argument("--simplex-iterations", type=int, default=Settings.simplex_iterations,
+                        help="SERSIC_ELLIPSE's and SHAPELETS' SIMPLEX after PSO")
+    parser.add_argument("--max-mag", type=float, default=Settings.max_mag, help="use galaxies brighter than this")
+    parser.add_argument("--model", default=None, help="VAE model name or .keras path (default: the shipped one)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="lensed_real.json")
+    args = parser.parse_args(argv)
+
+    available = model_names(args.shapelet_nmax)
+    names = args.models or available
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        parser.error(f"unknown source model(s) {unknown}; choose among {available} (SHAPELETS orders: --shapelet-nmax)")
+    cosmos_dir = pathlib.Path(args.shared) / "data" / "cosmos"
+    if not (cosmos_dir / CATALOG).is_file():
+        print(f"{cosmos_dir / CATALOG} not found: no real galaxies to lens; skipping.")
+        return 0
+    settings = Settings(max_mag=args.max_mag, pso_particles=args.pso_particles, pso_iterations=args.pso_iterations,
+                        lm_iterations=args.lm_iterations, simplex_iterations=args.simplex_iterations)
+    run(cosmos_dir, args.n, args.snrs, names, args.out, settings, model=args.model, seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
