@@ -100,10 +100,12 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     if cube.shape[0] != model.config.num_bands:
         raise ValueError(f"{image_path} has {cube.shape[0]} bands but the deblender was trained on "
                          f"{model.config.num_bands} {model.config.bands}; give a cube (bands, H, W) in that order")
-    image = np.moveaxis(cube, 0, -1)
+    image = np.moveaxis(cube, 0, -1).astype(np.float32)  # the float64 cube is not kept: memory of large fields
+    del cube
     options = {} if max_new_sources is None else {"max_new_sources": max_new_sources}
     result = deblend_field(deblender, image, survey, tile_size=tile_size, map_function=map_function,
                            progress=progress, refine=refine, map_steps=map_steps, threshold=threshold, **options)
+    del image  # the result holds model and residual
     regressor_model = load_network(regressor, LatentRegressor) if regressor else None
     table = galaxy_table(result, model, survey, regressor_model)
     table["row0"] = np.array([g.row0 for g in result.galaxies], dtype=np.int64)
@@ -114,16 +116,19 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     size, n_bands = model.config.image_size, model.config.num_bands
     stamps = np.empty((len(result.galaxies), n_bands, size, size), dtype=np.float32)
     intrinsic = np.empty_like(stamps)
-    for k, galaxy in enumerate(result.galaxies):
-        stamps[k], intrinsic[k] = np.moveaxis(galaxy.model, -1, 0), np.moveaxis(galaxy.intrinsic, -1, 0)
+    galaxies, model_image, residual = result.galaxies, result.model, result.residual
+    del result
+    for k in range(len(galaxies)):  # each galaxy's stamps move into the cubes: a large field's are not held twice
+        stamps[k], intrinsic[k] = np.moveaxis(galaxies[k].model, -1, 0), np.moveaxis(galaxies[k].intrinsic, -1, 0)
+        galaxies[k] = None
     header = fits.Header()
     header["BANDS"] = (" ".join(model.config.bands), "bands of the cube axis")
     header["BUNIT"] = survey.flux_unit
     header["PIXSCALE"] = (survey.pixel_scale, "arcsec per pixel")
     hdus = fits.HDUList([
         fits.PrimaryHDU(header=header),
-        fits.ImageHDU(np.moveaxis(result.model, -1, 0).astype(np.float32), header, name="MODEL"),
-        fits.ImageHDU(np.moveaxis(result.residual, -1, 0).astype(np.float32), header, name="RESIDUAL"),
+        fits.ImageHDU(np.moveaxis(model_image, -1, 0).astype(np.float32, copy=False), header, name="MODEL"),
+        fits.ImageHDU(np.moveaxis(residual, -1, 0).astype(np.float32, copy=False), header, name="RESIDUAL"),
         fits.ImageHDU(stamps, header, name="STAMPS"),
         fits.ImageHDU(intrinsic, header, name="INTRINSIC"),
         fits.table_to_hdu(table),

@@ -172,8 +172,9 @@ def survey_kernels(survey, bands):
     return np.stack([psf_kernel(survey, band, KERNEL_SIZE) for band in bands])
 
 
-def checked_scene(image, deblender):
-    image = np.asarray(image, dtype=np.float64)
+def checked_scene(image, deblender, dtype=np.float64):
+    """``image`` as a finite (H, W, bands) array of ``dtype`` with the deblender's bands, or a ValueError."""
+    image = np.asarray(image, dtype=dtype)
     bands = deblender.config.bands
     if image.ndim != 3 or image.shape[-1] != len(bands):
         raise ValueError(f"image must be (H, W, bands) with the model's {len(bands)} bands {bands}; "

@@ -87,8 +87,10 @@ def deblend_tile(deblender, region, tile, survey="lsst", **scene_kwargs):
     for galaxy in result.galaxies:
         x, y = galaxy.x + tile.cols[0], galaxy.y + tile.rows[0]
         if tile.owns(x, y):
+            # float32 stamps: a field's galaxies hold two (S, S, bands) stamps each, 0.1 MB in float32.
             owned.append(dataclasses.replace(galaxy, x=x, y=y, row0=galaxy.row0 + tile.rows[0],
-                                             col0=galaxy.col0 + tile.cols[0]))
+                                             col0=galaxy.col0 + tile.cols[0], model=galaxy.model.astype(np.float32),
+                                             intrinsic=galaxy.intrinsic.astype(np.float32)))
             depths.append(tile.depth(x, y))
     return owned, depths, caught
 
@@ -133,7 +135,7 @@ def deblend_field(deblender, image, survey="lsst", tile_size=TILE_SIZE, margin=M
         once, with the number of tiles that raised it.
     """
     network = cached_in_worker(load_network, deblender, Deblender) if isinstance(deblender, str) else deblender
-    image = checked_scene(image, network).astype(np.float32)
+    image = checked_scene(image, network, dtype=np.float32)
     grid = tiles(image.shape, tile_size, margin)
     stamp_area = network.config.image_size**2
     scene_kwargs.setdefault("max_new_sources",

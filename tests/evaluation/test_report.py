@@ -47,7 +47,8 @@ def test_compare_reports_every_method_and_the_regressor(lsst_vae, lsst_scenes):
     shear_sets = [simulate_blends(4, dataclasses.replace(lsst_scenes.config, shear=(s, s), quarter_turn=turned),
                                   seed=9) for s, turned in ((0.02, False), (-0.02, False), (0.02, True), (-0.02, True))]
     report, per_scene = compare(scenes, deblender, regressor, shear_sets, map_scenes=2, map_steps=3)
-    assert set(report["table"]) == {"no_deblending", "sep_segmentation", "vae_deblender", "vae_map", "regressor"}
+    assert set(report["table"]) == {"no_deblending", "sep_segmentation", "vae_deblender", "vae_true_positions",
+                                    "vae_map", "regressor"}
     assert report["table"]["vae_map"]["n"] == 2 and report["table"]["no_deblending"]["n"] == 6
     assert report["table_map_scenes"]["sep_segmentation"]["n"] == 2
     assert len(report["table"]["vae_deblender"]["mean_abs_flux_error_per_band"]) == 6
