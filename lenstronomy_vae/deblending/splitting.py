@@ -114,14 +114,15 @@ def residual_peak(image, galaxies, sky):
     return float(col), float(row), float(significance[row, col])
 
 
-def split_merged(deblender, image, galaxies, kernels, sky, penalty, max_new, reencode):
+def split_merged(deblender, image, galaxies, kernels, sky, penalty, max_new, reencode, excess_fraction=0.0):
     """Add galaxies at the residual's peaks while each lowers the scene's χ² by more than ``penalty``.
 
     Each try adds a galaxy at :func:`residual_peak`, encoded from the residual's stamp; then the
     galaxies whose stamps overlap it are refitted together in the scene without the others:
     re-encoded once, re-centred (:func:`recentred`) and re-encoded ``reencode`` times. The try is
-    kept if :func:`chi2` of the scene falls by more than ``penalty``; the first try that fails ends
-    the search. Only the overlapping galaxies change, so a try costs the same in a large image.
+    kept if :func:`chi2` of the scene falls by more than ``penalty`` plus ``excess_fraction`` times
+    the χ² above noise (one per pixel and band) before the try; the first try that fails ends the
+    search. Only the overlapping galaxies change, so a try costs the same in a large image.
 
     Args:
         deblender: the encoder and decoder.
@@ -132,6 +133,7 @@ def split_merged(deblender, image, galaxies, kernels, sky, penalty, max_new, ree
         penalty: least fall of χ² that keeps a new galaxy (a galaxy adds latent_dim + bands numbers).
         max_new: most galaxies added.
         reencode: re-encodings after re-centring.
+        excess_fraction: share of the χ² above noise that a new galaxy must explain, beyond ``penalty``.
 
     Returns:
         list of :class:`~lenstronomy_vae.deblending.scene_model.SceneGalaxy`: the old ones (some moved),
@@ -150,7 +152,8 @@ def split_merged(deblender, image, galaxies, kernels, sky, penalty, max_new, ree
         trial = reencoded(deblender, scene, fit_fluxes(scene, near + newcomer, sky), kernels, sky, 1)
         trial = recentred(deblender, scene, trial, kernels, sky, reencode)
         before = chi2(scene, scene_model(image.shape, near), sky)
-        if before - chi2(scene, scene_model(image.shape, trial), sky) <= penalty:
+        excess = max(before - scene.size, 0.0)  # above the χ² of noise alone (one per pixel and band)
+        if before - chi2(scene, scene_model(image.shape, trial), sky) <= penalty + excess_fraction * excess:
             break
         galaxies = rest + trial
     return galaxies
