@@ -94,25 +94,23 @@ def fit_many(table_path, out_dir, model=None, settings=None, seed=0, map_functio
     def job(k, cutout):
         return fit_one(cutout, seed + k, out_dir, model, settings)
 
+    summaries = {cutout.name: json.loads((out_dir / "lenses" / f"{cutout.name}.json").read_text())
+                 for cutout in cutouts if cutout.name in done}
     start, fitted = time.perf_counter(), 0
     with tqdm(total=len(todo), disable=not progress, unit="lens", desc="fitting") as bar:
-        for _ in map_function(job, [k for k, _ in todo], [cutout for _, cutout in todo]):
-            write_results(cutouts, out_dir)
+        for summary in map_function(job, [k for k, _ in todo], [cutout for _, cutout in todo]):
+            summaries[summary["name"]] = summary
+            write_results(cutouts, summaries, out_dir)
             fitted += 1
             bar.update()
-    table = write_results(cutouts, out_dir)
+    table = write_results(cutouts, summaries, out_dir)
     table.meta["seconds_this_run"] = time.perf_counter() - start
     return table, fitted
 
 
-def write_results(cutouts, out_dir):
-    """Rewrite ``out_dir/results.ecsv`` from the finished lenses' JSON files, in the lens table's order."""
-    summaries = []
-    for cutout in cutouts:
-        path = out_dir / "lenses" / f"{cutout.name}.json"
-        if path.exists():
-            summaries.append(json.loads(path.read_text()))
-    table = results_table(summaries)
+def write_results(cutouts, summaries, out_dir):
+    """Rewrite ``out_dir/results.ecsv`` from the finished lenses' summaries, in the lens table's order."""
+    table = results_table([summaries[cutout.name] for cutout in cutouts if cutout.name in summaries])
     write_table(table, out_dir / "results.ecsv")
     return table
 
