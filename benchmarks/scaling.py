@@ -3,8 +3,9 @@
 For each field size (square, LSST-like, ``simulate_field`` at ``--density`` galaxies per arcmin²) the
 ``lenstronomy-vae deblend`` command runs in a child process, as a user runs it: wall time, galaxies
 per second, the child's peak memory (its largest resident set, ``ru_maxrss``), and against the truth:
-the fraction of galaxies found within 2 px (completeness, by brightness) and pairs of detections
-closer than 1.5 px (duplicates; tile edges would show there). Galaxies per second leave out the
+the fraction of galaxies found within 2 px (completeness, by brightness, near tile edges and away
+from them), true galaxies found twice (by two tiles: a tile-edge duplicate) and pairs of detections
+closer than 1.5 px, told apart into one true galaxy found twice and a real close pair. Galaxies per second leave out the
 start-up (Python, TensorFlow, the model), measured on an empty field. Then the same deblend of one size with
 1 and 2 local Dask workers, and ``fit-many`` on simulated lenses with 1 and 2 workers. Ratios are
 within this run; the machine's other load counts in all of them alike.
@@ -23,6 +24,7 @@ import tempfile
 import time
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
 from scipy.spatial import cKDTree
 
@@ -32,6 +34,7 @@ from lenstronomy_vae.sims.surveys import LSST
 
 MATCH = 2.0  # pixels
 DUPLICATE = 1.5  # pixels
+EDGE = 3.0  # pixels from a boundary between tile cores: "near an edge"
 BRIGHT_I = 24.0  # AB; completeness is also given for galaxies brighter than this
 
 
@@ -49,17 +52,56 @@ def run_command(arguments):
     return seconds, usage.ru_maxrss / 1024**2  # kB on Linux
 
 
-def truth_scores(field_path, out_dir):
-    """Completeness (all, i < BRIGHT_I), duplicates and galaxies found, against the field's truth."""
+def tile_of(x, y, tile_size, width):
+    """Index of the tile whose core owns pixel position (x, y), as ``deblending.tiling.tiles`` numbers them."""
+    columns = -(-width // tile_size)
+    return (np.floor(np.asarray(y) + 0.5) // tile_size).astype(int) * columns + (
+        np.floor(np.asarray(x) + 0.5) // tile_size).astype(int)
+
+
+def edge_distance(x, y, tile_size, width):
+    """Distance of (x, y) from the nearest boundary between two tile cores of a square field [pixels]."""
+    inner = max(-(-width // tile_size) - 1, 1)  # boundaries 1 … inner, in tile sizes from the field's corner
+    return np.minimum(*(np.abs((np.asarray(v) + 0.5) - tile_size * np.clip(np.round((np.asarray(v) + 0.5) / tile_size),
+                                                                            1, inner)) for v in (x, y)))
+
+
+def truth_scores(field_path, out_dir, tile_size):
+    """Against the field's truth: completeness (all, i < BRIGHT_I, near and away from tile edges) and duplicates.
+
+    Each detection is matched to its nearest true galaxy within MATCH; a true galaxy matched by two
+    detections is *duplicated*, counted apart when the two come from different tiles (a tile-edge
+    duplicate). Pairs of detections closer than DUPLICATE are split into those two detections of one
+    true galaxy and those of two true galaxies (a real close pair). Near an edge: within EDGE pixels
+    of a boundary between tile cores.
+    """
     truth = Table.read(field_path, hdu="TRUTH")
     found = Table.read(pathlib.Path(out_dir) / "galaxies.ecsv")
+    width = fits.getheader(field_path, 0)["NAXIS1"]
+    true_positions = np.column_stack([truth["x"], truth["y"]])
     positions = np.column_stack([found["x"], found["y"]])
-    distance, _ = cKDTree(positions).query(np.column_stack([truth["x"], truth["y"]]))
+    distance, _ = cKDTree(positions).query(true_positions)
+    to_truth, match = cKDTree(true_positions).query(positions)
+    match = np.where(to_truth < MATCH, match, -1)
     magnitude = np.array([LSST.flux_to_mag(flux, "i") for flux in truth["flux"][:, 3]])
     bright = magnitude < BRIGHT_I
+    near = edge_distance(truth["x"], truth["y"], tile_size, width) < EDGE
+    tile = tile_of(found["x"], found["y"], tile_size, width)
+    matched, counts = np.unique(match[match >= 0], return_counts=True)
+    duplicated = matched[counts > 1]
+    across_tiles = sum(len(set(tile[match == k])) > 1 for k in duplicated)
+    pairs = np.array(sorted(cKDTree(positions).query_pairs(DUPLICATE)), dtype=int).reshape(-1, 2)
+    one_truth = int(np.sum((match[pairs[:, 0]] == match[pairs[:, 1]]) & (match[pairs[:, 0]] >= 0)))
+    true_close = len(cKDTree(true_positions).query_pairs(DUPLICATE))
     return {"true": len(truth), "found": len(found), "completeness": float(np.mean(distance < MATCH)),
             "completeness_bright": float(np.mean(distance[bright] < MATCH)),
-            "duplicates": len(cKDTree(positions).query_pairs(DUPLICATE))}
+            "completeness_near_edges": float(np.mean(distance[near] < MATCH)),
+            "completeness_away_from_edges": float(np.mean(distance[~near] < MATCH)),
+            "bright_near_edges": int(np.sum(bright & near)),
+            "bright_near_edges_lost": int(np.sum(bright & near & (distance >= MATCH))),
+            "duplicated_galaxies": len(duplicated), "duplicated_across_tiles": int(across_tiles),
+            "close_detection_pairs": len(pairs), "close_pairs_of_one_true_galaxy": one_truth,
+            "close_true_pairs": true_close}
 
 
 def start_up_seconds(work):
@@ -80,13 +122,19 @@ def deblend_scaling(sizes, density, tile_size, work):
         seconds, memory = run_command(["deblend", str(path), "--out", str(out), "--quiet", "--tile-size",
                                        str(tile_size)])
         row = {"size": size, "seconds": seconds, "start_up_seconds": start_up, "peak_memory_gb": memory,
-               **truth_scores(path, out)}
+               **truth_scores(path, out, tile_size)}
         row["galaxies_per_second"] = row["found"] / max(seconds - start_up, 1e-9)
         rows.append(row)
         print(f"{size:5d}² px: {row['true']:6d} true, {row['found']:6d} found, {seconds:7.1f} s, "
               f"{row['galaxies_per_second']:.2f} galaxies/s, peak {memory:.2f} GB, completeness "
-              f"{row['completeness']:.3f} (i < {BRIGHT_I}: {row['completeness_bright']:.3f}), duplicates "
-              f"{row['duplicates']}", flush=True)
+              f"{row['completeness']:.3f} (i < {BRIGHT_I}: {row['completeness_bright']:.3f}; within {EDGE:g} px of a "
+              f"tile edge {row['completeness_near_edges']:.3f}, away {row['completeness_away_from_edges']:.3f}; "
+              f"i < {BRIGHT_I} near edges lost {row['bright_near_edges_lost']} of {row['bright_near_edges']})\n"
+              f"        true galaxies found twice: {row['duplicated_galaxies']} "
+              f"({row['duplicated_across_tiles']} by two tiles); detection pairs < {DUPLICATE} px: "
+              f"{row['close_detection_pairs']} "
+              f"({row['close_pairs_of_one_true_galaxy']} of one true galaxy; true pairs that close: "
+              f"{row['close_true_pairs']})", flush=True)
     return rows
 
 

@@ -15,7 +15,7 @@ from lenstronomy_vae.sims.shapes import adaptive_moments_shape
 from lenstronomy_vae.sims.surveys import get_survey
 from lenstronomy_vae.utils.engine import cached_in_worker
 from lenstronomy_vae.utils.files import atomic_path
-from lenstronomy_vae.utils.fits_io import read_image
+from lenstronomy_vae.utils.fits_io import append_stamp_cube, read_image
 
 
 def galaxy_table(result, deblender, survey, regressor=None):
@@ -96,11 +96,11 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     """
     survey = get_survey(survey)
     model = cached_in_worker(load_network, deblender, Deblender) if isinstance(deblender, str) else deblender
-    cube, _ = read_image(image_path, hdu=hdu, ndim=3)
+    cube, _ = read_image(image_path, hdu=hdu, ndim=3, dtype=np.float32)  # float32: memory of large fields
     if cube.shape[0] != model.config.num_bands:
         raise ValueError(f"{image_path} has {cube.shape[0]} bands but the deblender was trained on "
                          f"{model.config.num_bands} {model.config.bands}; give a cube (bands, H, W) in that order")
-    image = np.moveaxis(cube, 0, -1).astype(np.float32)  # the float64 cube is not kept: memory of large fields
+    image = np.ascontiguousarray(np.moveaxis(cube, 0, -1))
     del cube
     options = {} if max_new_sources is None else {"max_new_sources": max_new_sources}
     result = deblend_field(deblender, image, survey, tile_size=tile_size, map_function=map_function,
@@ -113,29 +113,26 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    size, n_bands = model.config.image_size, model.config.num_bands
-    stamps = np.empty((len(result.galaxies), n_bands, size, size), dtype=np.float32)
-    intrinsic = np.empty_like(stamps)
-    galaxies, model_image, residual = result.galaxies, result.model, result.residual
-    del result
-    for k in range(len(galaxies)):  # each galaxy's stamps move into the cubes: a large field's are not held twice
-        stamps[k], intrinsic[k] = np.moveaxis(galaxies[k].model, -1, 0), np.moveaxis(galaxies[k].intrinsic, -1, 0)
-        galaxies[k] = None
     header = fits.Header()
     header["BANDS"] = (" ".join(model.config.bands), "bands of the cube axis")
     header["BUNIT"] = survey.flux_unit
     header["PIXSCALE"] = (survey.pixel_scale, "arcsec per pixel")
-    hdus = fits.HDUList([
-        fits.PrimaryHDU(header=header),
-        fits.ImageHDU(np.moveaxis(model_image, -1, 0).astype(np.float32, copy=False), header, name="MODEL"),
-        fits.ImageHDU(np.moveaxis(residual, -1, 0).astype(np.float32, copy=False), header, name="RESIDUAL"),
-        fits.ImageHDU(stamps, header, name="STAMPS"),
-        fits.ImageHDU(intrinsic, header, name="INTRINSIC"),
-        fits.table_to_hdu(table),
-    ])
-    hdus[-1].name = "GALAXIES"
+    galaxies = result.galaxies
+    stamp_shape = (model.config.num_bands, model.config.image_size, model.config.image_size)
     with atomic_path(out / "deblended.fits") as temporary:
-        hdus.writeto(temporary, overwrite=True)
+        fits.HDUList([
+            fits.PrimaryHDU(header=header),
+            fits.ImageHDU(np.moveaxis(result.model, -1, 0), header, name="MODEL"),
+            fits.ImageHDU(np.moveaxis(result.residual, -1, 0), header, name="RESIDUAL"),
+        ]).writeto(temporary, overwrite=True)
+        # The stamps are streamed: a 4096² field's 10⁴ galaxies do not need a second copy in a cube.
+        for name, stamps in (("STAMPS", (g.model for g in galaxies)), ("INTRINSIC", (g.intrinsic for g in galaxies))):
+            append_stamp_cube(temporary, (np.moveaxis(stamp, -1, 0) for stamp in stamps), len(galaxies), stamp_shape,
+                              header, name)
+        table_hdu = fits.table_to_hdu(table)
+        table_hdu.name = "GALAXIES"
+        with fits.open(temporary, mode="append") as hdus:
+            hdus.append(table_hdu)
     with atomic_path(out / "galaxies.ecsv") as temporary:
         table.write(temporary, format="ascii.ecsv", overwrite=True)
     return table

@@ -95,21 +95,47 @@ def _arcsinh_composite(channels, softening, top):
     return rgb / np.maximum(rgb.max(axis=-1, keepdims=True), 1.0)
 
 
-def plot_deblended_scene(image, model, residual, x, y, bands, path):
+# The deblend figure shows at most this many pixels per side: a larger field is shown binned, so that
+# drawing a 4096² field costs megabytes, not gigabytes. Detections are numbered up to LABELLED_DETECTIONS.
+DISPLAY_PIXELS = 1024
+LABELLED_DETECTIONS = 100
+
+
+def display_binning(shape):
+    """The block side [pixels] that brings an image of ``shape`` (H, W, ...) to ≤ :data:`DISPLAY_PIXELS` per side."""
+    return max(1, -(-max(shape[:2]) // DISPLAY_PIXELS))
+
+
+def binned(image, factor):
+    """Mean of ``image`` (H, W[, bands]) over ``factor`` × ``factor`` blocks, as float32.
+
+    Rows and columns that do not fill a whole block at the far edges are dropped.
+    """
+    height, width = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    blocks = np.asarray(image[:height, :width], dtype=np.float32)
+    blocks = blocks.reshape(height // factor, factor, width // factor, factor, *image.shape[2:])
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
+def plot_deblended_scene(image, model, residual, x, y, bands, path, factor=1):
     """Write a deblended scene: the scene and its model (colour or i band), the residual, detections marked.
 
     The scene and the model share one display: a composite of the i, r and g bands (red, green,
     blue) when the image has them, else the i band (or the first band) in grey, on an arcsinh
     scale (Lupton et al. 2004) softened at twice the noise of the scene's intensity and reaching
     full brightness at its 99.5th percentile. The residual is the i band's (or the first band's)
-    divided by its robust noise (1.4826 MAD), on ±5. Detections are circled and numbered in their
-    order (the ``id`` of the galaxy table) on the scene and the residual.
+    divided by its robust noise (1.4826 MAD), on ±5. Detections are circled on the scene and the
+    residual, and numbered in their order (the ``id`` of the galaxy table) when there are at most
+    :data:`LABELLED_DETECTIONS`.
 
     Args:
-        image, model, residual: (H, W, bands) arrays [image units].
-        x, y: (n,) detection columns and rows [pixels, 0-indexed, pixel centres at integers].
+        image, model, residual: (H, W, bands) arrays [image units], binned by ``factor`` (:func:`binned`)
+            for a large field.
+        x, y: (n,) detection columns and rows on the unbinned image [pixels, 0-indexed, pixel centres
+            at integers]; the axes are in unbinned pixels.
         bands: band names of the last axis, e.g. ``("u", "g", "r", "i", "z", "y")``.
         path: PNG file to write (atomically).
+        factor: side of the blocks each shown pixel averages [pixels].
     """
     bands = list(bands)
     measure = bands.index("i") if "i" in bands else 0
@@ -120,23 +146,28 @@ def plot_deblended_scene(image, model, residual, x, y, bands, path):
     softening = 2.0 * _robust_sigma(intensity)
     top = max(np.percentile(intensity, 99.5), softening)
     sigma = _robust_sigma(residual[..., measure])
+    extent = (-0.5, image.shape[1] * factor - 0.5, -0.5, image.shape[0] * factor - 0.5)
 
     figure = Figure(figsize=(14, 4.8))
     axes = figure.subplots(1, 3)
     for axis, array in zip(axes, (image, model)):
-        axis.imshow(_arcsinh_composite(array[..., channels], softening, top), origin="lower")
-    residual_image = axes[2].imshow(residual[..., measure] / sigma, origin="lower", cmap="RdBu_r", vmin=-5, vmax=5)
+        axis.imshow(_arcsinh_composite(array[..., channels], softening, top), origin="lower", extent=extent)
+    residual_image = axes[2].imshow(residual[..., measure] / sigma, origin="lower", cmap="RdBu_r", vmin=-5, vmax=5,
+                                    extent=extent)
     figure.colorbar(residual_image, ax=axes[2], fraction=0.046)
     n = len(x)
-    titles = (f"scene ({shown}), {n} detection{'' if n == 1 else 's'}", f"model ({shown})",
+    binning = f", {factor}×{factor} binned" if factor > 1 else ""
+    titles = (f"scene ({shown}{binning}), {n} detection{'' if n == 1 else 's'}", f"model ({shown})",
               f"residual ({bands[measure]}) / σ, σ = {sigma:.3g}")
     for axis, title in zip(axes, titles):
         axis.set_title(title)
         axis.set_xlabel("x [pixels]")
     axes[0].set_ylabel("y [pixels]")
+    labelled = n <= LABELLED_DETECTIONS
     for axis in (axes[0], axes[2]):
-        axis.scatter(x, y, s=160, facecolors="none", edgecolors="lime", linewidths=1.2)
-        for k, (column, row) in enumerate(zip(x, y)):
+        axis.scatter(x, y, s=160 if labelled else 4, facecolors="none", edgecolors="lime",
+                     linewidths=1.2 if labelled else 0.4)
+        for k, (column, row) in enumerate(zip(x, y) if labelled else ()):
             axis.annotate(str(k), (column, row), xytext=(6, 6), textcoords="offset points", color="lime", fontsize=9)
     figure.tight_layout()
     with atomic_path(path) as temporary:
@@ -146,16 +177,20 @@ def plot_deblended_scene(image, model, residual, x, y, bands, path):
 def plot_deblend_outputs(fits_path, path):
     """Write :func:`plot_deblended_scene` from the ``deblended.fits`` of ``lenstronomy-vae deblend``.
 
+    A field larger than :data:`DISPLAY_PIXELS` is read band by band (memory-mapped) and shown binned
+    (:func:`display_binning`), so memory stays small whatever the field's size.
+
     Args:
         fits_path: the file :func:`lenstronomy_vae.deblending.deblend_fits` writes: HDUs ``MODEL``
             and ``RESIDUAL`` (bands, H, W) with the bands in header ``BANDS``, and the table
             ``GALAXIES`` (detection ``x``, ``y`` in pixels). The scene is model + residual.
         path: PNG file to write (atomically).
     """
-    with fits.open(fits_path) as hdus:
-        model = np.moveaxis(hdus["MODEL"].data, 0, -1).astype(np.float64)
-        residual = np.moveaxis(hdus["RESIDUAL"].data, 0, -1).astype(np.float64)
+    with fits.open(fits_path, memmap=True) as hdus:
+        factor = display_binning(hdus["MODEL"].shape[1:])
+        model, residual = (np.stack([binned(plane, factor) for plane in hdus[name].data], axis=-1)
+                           for name in ("MODEL", "RESIDUAL"))
         bands = hdus["MODEL"].header["BANDS"].split()
         galaxies = hdus["GALAXIES"].data
         x, y = np.array(galaxies["x"]), np.array(galaxies["y"])
-    plot_deblended_scene(model + residual, model, residual, x, y, bands, path)
+    plot_deblended_scene(model + residual, model, residual, x, y, bands, path, factor)

@@ -1,4 +1,4 @@
-"""Reading images from FITS files, with the pixel scale from their WCS."""
+"""Reading images from FITS files, with the pixel scale from their WCS; streaming a cube of stamps into one."""
 
 import warnings
 
@@ -15,7 +15,7 @@ def _leading_axes_squeezed(data, ndim):
     return np.reshape(data, shape)
 
 
-def read_image(path, hdu=None, ndim=2):
+def read_image(path, hdu=None, ndim=2, dtype=np.float64):
     """An image (or a cube) and its pixel scale from a FITS file.
 
     Leading axes of length 1 are dropped: a (1, H, W) cube reads as an (H, W) image.
@@ -24,9 +24,10 @@ def read_image(path, hdu=None, ndim=2):
         path: FITS file.
         hdu: HDU index; default the first HDU holding ``ndim``-dimensional data.
         ndim: 2 for an image (H, W), 3 for a cube (bands, H, W) as FITS stores it.
+        dtype: of the returned data (float32 halves a large field's memory).
 
     Returns:
-        (data as float64, pixel scale in arcsec or None when the header has no celestial WCS).
+        (data as ``dtype``, pixel scale in arcsec or None when the header has no celestial WCS).
 
     Raises:
         FileNotFoundError: no such file.
@@ -57,4 +58,33 @@ def read_image(path, hdu=None, ndim=2):
         if celestial.has_celestial:
             scales = celestial.proj_plane_pixel_scales()
             scale = float(np.mean([s.to_value("arcsec") for s in scales]))
-        return np.asarray(_leading_axes_squeezed(data, ndim), dtype=np.float64), scale
+        return np.asarray(_leading_axes_squeezed(data, ndim), dtype=dtype), scale
+
+
+def append_stamp_cube(path, stamps, count, shape, header, name):
+    """Append to FITS file ``path`` an image HDU (count, *shape) of float32, written stamp by stamp.
+
+    The cube is never held in memory (``astropy.io.fits.StreamingHDU``): a field's 10⁴ stamps cost
+    one stamp's memory to write.
+
+    Args:
+        path: an existing FITS file.
+        stamps: iterable of ``count`` arrays of ``shape`` (FITS order, e.g. (bands, S, S)).
+        count: number of stamps.
+        shape: shape of each stamp.
+        header: cards to copy into the HDU's header.
+        name: the HDU's ``EXTNAME``.
+    """
+    cards = fits.ImageHDU(np.zeros((1, *shape), dtype=np.float32), header, name=name).header
+    cards[f"NAXIS{len(shape) + 1}"] = count
+    stream = fits.StreamingHDU(str(path), cards)  # a pathlib.Path would be read as its bare file name
+    written = 0
+    for stamp in stamps:
+        stamp = np.asarray(stamp, dtype=np.float32)
+        if stamp.shape != tuple(shape):
+            raise ValueError(f"stamp {written} of {name} has shape {stamp.shape}, not {tuple(shape)}")
+        stream.write(stamp)
+        written += 1
+    stream.close()
+    if written != count:
+        raise ValueError(f"{name}: {written} stamps written, {count} announced")

@@ -8,7 +8,7 @@ from astropy.table import Table
 
 from lenstronomy_vae.cli import main
 from lenstronomy_vae.deblending.fits_pipeline import deblend_fits
-from lenstronomy_vae.evaluation.figures import plot_deblended_scene
+from lenstronomy_vae.evaluation.figures import binned, display_binning, plot_deblend_outputs, plot_deblended_scene
 from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.sims.surveys import get_survey
 from lenstronomy_vae.training.shipping import ship, training_range_of
@@ -89,6 +89,40 @@ def test_the_deblended_scene_figure_draws_colour_or_one_band(tmp_path, bands):
     path = tmp_path / "scene.png"
     plot_deblended_scene(image + model, model, image, [22.0], [12.0], bands, path)
     assert path.read_bytes()[:4] == b"\x89PNG" and [p.name for p in tmp_path.iterdir()] == ["scene.png"]
+
+
+def test_binning_averages_whole_blocks_and_drops_the_ragged_edge():
+    image = np.arange(7 * 5, dtype=np.float64).reshape(7, 5)
+    shown = binned(image, 2)
+    assert shown.shape == (3, 2) and shown.dtype == np.float32
+    assert shown[0, 0] == np.mean(image[:2, :2]) and shown[2, 1] == np.mean(image[4:6, 2:4])
+    assert binned(np.ones((4, 4, 6)), 2).shape == (2, 2, 6)
+    assert display_binning((1024, 1024)) == 1 and display_binning((1025, 300)) == 2
+    assert display_binning((4096, 4096)) == 4
+
+
+def test_a_large_field_is_drawn_binned_from_the_written_file(tmp_path, monkeypatch):
+    import lenstronomy_vae.evaluation.figures as figures
+
+    monkeypatch.setattr(figures, "DISPLAY_PIXELS", 16)  # a 40 × 50 field is then "large": 4 × 4 blocks
+    model = np.zeros((6, 40, 50), dtype=np.float32)
+    model[3, 20:24, 32:36] = 100.0
+    residual = np.random.default_rng(1).normal(0.0, 1.0, model.shape).astype(np.float32)
+    header = fits.Header({"BANDS": "u g r i z y"})
+    table = fits.BinTableHDU.from_columns([fits.Column("x", "D", array=np.arange(150.0) % 50),
+                                           fits.Column("y", "D", array=np.arange(150.0) % 40)], name="GALAXIES")
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(model, header, name="MODEL"),
+                  fits.ImageHDU(residual, header, name="RESIDUAL"), table]).writeto(tmp_path / "deblended.fits")
+    drawn = {}
+    monkeypatch.setattr(figures, "plot_deblended_scene",
+                        lambda image, model, residual, x, y, bands, path, factor: drawn.update(
+                            shape=model.shape, factor=factor, peak=model.max(), n=len(x)))
+    plot_deblend_outputs(tmp_path / "deblended.fits", tmp_path / "scene.png")
+    assert drawn == {"shape": (10, 12, 6), "factor": 4, "peak": 100.0, "n": 150}  # the 4 × 4 source fills one block
+    monkeypatch.undo()
+    monkeypatch.setattr(figures, "DISPLAY_PIXELS", 16)
+    plot_deblend_outputs(tmp_path / "deblended.fits", tmp_path / "scene.png")  # 150 detections: circled, unnumbered
+    assert (tmp_path / "scene.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.fixture
