@@ -95,21 +95,21 @@ def deblend_tile(deblender, region, tile, survey="lsst", **scene_kwargs):
     return owned, depths, caught
 
 
-def without_duplicates(galaxies, depths, tile_index):
-    """Drop the galaxies another tile also claimed within :data:`DUPLICATE_DISTANCE`, keeping the deeper one."""
-    if len(galaxies) < 2:
-        return galaxies
-    points = np.array([[g.x, g.y] for g in galaxies])
+def kept_indices(galaxies, depths, tile_index):
+    """Indices of the galaxies to keep: of two that different tiles placed within :data:`DUPLICATE_DISTANCE`,
+    the one deeper inside its tile's region (larger ``depth``); a tile's own close pairs are all kept."""
     dropped = set()
-    for i, j in sorted(cKDTree(points).query_pairs(DUPLICATE_DISTANCE)):
-        if tile_index[i] != tile_index[j] and i not in dropped and j not in dropped:
-            dropped.add(j if depths[i] >= depths[j] else i)
-    return [g for k, g in enumerate(galaxies) if k not in dropped]
+    if len(galaxies) > 1:
+        points = np.array([[g.x, g.y] for g in galaxies])
+        for i, j in sorted(cKDTree(points).query_pairs(DUPLICATE_DISTANCE)):
+            if tile_index[i] != tile_index[j] and i not in dropped and j not in dropped:
+                dropped.add(j if depths[i] >= depths[j] else i)
+    return [k for k in range(len(galaxies)) if k not in dropped]
 
 
-def deblend_field(deblender, image, survey="lsst", tile_size=TILE_SIZE, margin=MARGIN, progress=False,
-                  map_function=map, **scene_kwargs):
-    """Deblend an image of any size tile by tile (:func:`tiles`, :func:`deblend_tile`).
+def deblended_tiles(deblender, image, survey="lsst", tile_size=TILE_SIZE, margin=MARGIN, progress=False,
+                    map_function=map, **scene_kwargs):
+    """Deblend an image of any size tile by tile (:func:`tiles`, :func:`deblend_tile`), yielding each tile's galaxies.
 
     Args:
         deblender: a trained :class:`lenstronomy_vae.networks.deblender.Deblender`, or its name or path:
@@ -126,13 +126,13 @@ def deblend_field(deblender, image, survey="lsst", tile_size=TILE_SIZE, margin=M
             ``max_new_sources`` defaults to :data:`~lenstronomy_vae.deblending.scene.MAX_NEW_SOURCES`
             per 45 × 45-pixel stamp area of the tile.
 
-    Returns:
-        :class:`~lenstronomy_vae.deblending.scene_model.SceneResult` of the whole field, its ``model``
-        and ``residual`` float32; galaxies in tile order.
+    Yields:
+        (tile index, the galaxies the tile owns on the whole image's grid with float32 stamps, their
+        depths): a galaxy near a core's edge may also be claimed by the next tile, see :func:`kept_indices`.
 
     Warns:
-        Each kind of warning of the tiles (sky background, out of training range, no training range)
-        once, with the number of tiles that raised it.
+        After the last tile, each kind of warning of the tiles (sky background, out of training range,
+        no training range) once, with the number of tiles that raised it.
     """
     network = cached_in_worker(load_network, deblender, Deblender) if isinstance(deblender, str) else deblender
     image = checked_scene(image, network, dtype=np.float32)
@@ -145,23 +145,44 @@ def deblend_field(deblender, image, survey="lsst", tile_size=TILE_SIZE, margin=M
         here = cached_in_worker(load_network, deblender, Deblender) if isinstance(deblender, str) else deblender
         return deblend_tile(here, region, tile, survey, **scene_kwargs)
 
-    galaxies, depths, tile_index, caught = [], [], [], {}
+    caught = {}
     with tqdm(total=len(grid), disable=not progress, unit="tile", desc="deblending") as bar:
         results = map_function(run, grid, [tile_region(image, tile) for tile in grid])
         for k, (owned, owned_depths, tile_warnings) in enumerate(results):
-            galaxies += owned
-            depths += owned_depths
-            tile_index += [k] * len(owned)
             for warning in tile_warnings:
                 caught.setdefault(warning.category, []).append((grid[k], warning))
+            yield k, owned, owned_depths
             bar.update()
-    galaxies = without_duplicates(galaxies, depths, tile_index)
-    model = np.zeros(image.shape, dtype=np.float32)
-    for galaxy in galaxies:
-        paste(model, galaxy.model.astype(np.float32), galaxy.row0, galaxy.col0)
     for category, raised in caught.items():
         tile, first = raised[0]
         where = (f"{len(raised)} of {len(grid)} tiles warned; the first, whose pixel (0, 0) is the image's "
                  f"(row, column) ({tile.rows[0]}, {tile.cols[0]}): ") if len(grid) > 1 else ""
-        warnings.warn(f"{where}{first.message}", category, stacklevel=2)
-    return SceneResult(galaxies, model, image - model)
+        warnings.warn(f"{where}{first.message}", category, stacklevel=3)
+
+
+def deblend_field(deblender, image, survey="lsst", tile_size=TILE_SIZE, margin=MARGIN, progress=False,
+                  map_function=map, **scene_kwargs):
+    """Deblend an image of any size tile by tile, in memory (:func:`deblended_tiles`, arguments as there).
+
+    Every galaxy's stamps stay in memory (~0.1 MB each for LSST's 45 × 45 × 6): for fields of 10⁴
+    galaxies and more, :func:`lenstronomy_vae.deblending.fits_pipeline.deblend_fits` keeps them on disk.
+
+    Returns:
+        :class:`~lenstronomy_vae.deblending.scene_model.SceneResult` of the whole field, its ``model``
+        and ``residual`` float32; galaxies in tile order, each once (:func:`kept_indices`).
+
+    Warns:
+        Each kind of warning of the tiles once (see :func:`deblended_tiles`).
+    """
+    image = np.asarray(image)
+    galaxies, depths, tile_index = [], [], []
+    for k, owned, owned_depths in deblended_tiles(deblender, image, survey, tile_size, margin, progress,
+                                                  map_function, **scene_kwargs):
+        galaxies += owned
+        depths += owned_depths
+        tile_index += [k] * len(owned)
+    galaxies = [galaxies[k] for k in kept_indices(galaxies, depths, tile_index)]
+    model = np.zeros(image.shape, dtype=np.float32)
+    for galaxy in galaxies:
+        paste(model, galaxy.model, galaxy.row0, galaxy.col0)
+    return SceneResult(galaxies, model, image.astype(np.float32, copy=False) - model)

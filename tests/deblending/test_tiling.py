@@ -4,9 +4,10 @@ import warnings
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from lenstronomy_vae.deblending.scene_model import SceneGalaxy
-from lenstronomy_vae.deblending.tiling import Tile, deblend_field, tiles, without_duplicates
+from lenstronomy_vae.deblending.tiling import Tile, deblend_field, kept_indices, tiles
 from lenstronomy_vae.networks.deblender import Deblender
 from lenstronomy_vae.sims.field import simulate_field
 from lenstronomy_vae.utils.engine import engine
@@ -42,8 +43,8 @@ def point(x, y):
 
 def test_duplicates_across_tiles_keep_the_deeper_one_and_a_tile_keeps_its_close_pairs():
     galaxies = [point(10.0, 10.0), point(10.8, 10.3), point(30.0, 30.0), point(30.9, 30.0)]
-    kept = without_duplicates(galaxies, depths=[3.0, 9.0, 5.0, 5.0], tile_index=[0, 1, 2, 2])
-    assert kept == galaxies[1:]
+    assert kept_indices(galaxies, depths=[3.0, 9.0, 5.0, 5.0], tile_index=[0, 1, 2, 2]) == [1, 2, 3]
+    assert kept_indices(galaxies[:1], depths=[3.0], tile_index=[0]) == [0] and kept_indices([], [], []) == []
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +80,28 @@ def test_two_dask_workers_give_the_serial_result(tmp_path, field, lsst_vae):
         parallel = deblend_quietly(str(path), field.image, tile_size=75, map_function=map_function)
     assert [(g.x, g.y) for g in parallel.galaxies] == [(g.x, g.y) for g in serial.galaxies]
     np.testing.assert_allclose(parallel.model, serial.model, rtol=1e-5, atol=1e-3)
+
+
+def test_the_fits_pipeline_keeps_stamps_on_disk_and_writes_the_in_memory_result(tmp_path, lsst_vae, field,
+                                                                                  monkeypatch):
+    import lenstronomy_vae.deblending.fits_pipeline as fits_pipeline
+
+    deblender = Deblender.from_vae(lsst_vae)
+    field.save_fits(tmp_path / "field.fits")
+    monkeypatch.setattr(fits_pipeline, "CHUNK", 3)  # the galaxy table is filled 3 galaxies at a time
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = fits_pipeline.deblend_fits(tmp_path / "field.fits", tmp_path / "out", deblender, tile_size=50,
+                                           max_new_sources=0)
+    memory = deblend_quietly(deblender, field.image, tile_size=50)
+    assert len(table) == len(memory.galaxies) > 3 and list(table["id"]) == list(range(len(table)))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["deblended.fits", "galaxies.ecsv"]  # spool gone
+    np.testing.assert_allclose(table["x"], [g.x for g in memory.galaxies])
+    np.testing.assert_allclose(table["flux_i"], [g.model[..., 3].sum() for g in memory.galaxies], rtol=1e-5)
+    with fits.open(tmp_path / "out" / "deblended.fits") as hdus:
+        np.testing.assert_allclose(hdus["MODEL"].data, np.moveaxis(memory.model, -1, 0), atol=1e-3)
+        np.testing.assert_allclose(hdus["RESIDUAL"].data, np.moveaxis(memory.residual, -1, 0), atol=1e-3)
+        for k, galaxy in enumerate(memory.galaxies):
+            np.testing.assert_array_equal(hdus["STAMPS"].data[k], np.moveaxis(galaxy.model, -1, 0))
+            np.testing.assert_array_equal(hdus["INTRINSIC"].data[k], np.moveaxis(galaxy.intrinsic, -1, 0))
+        assert list(hdus["GALAXIES"].data["row0"]) == [g.row0 for g in memory.galaxies]
