@@ -25,8 +25,10 @@ Choices:
     the F814W PSF) on a 96 × 96 grid at the catalogue's 0.03″/px, and only galaxies brighter than
     ``--max-mag`` (24.5: 21 of the 50) are used. The stamp, scaled to unit total flux, is
     lenstronomy's INTERPOL source (surface brightness, ``scale`` 0.03″, ``phi_G`` 0). It keeps the
-    COSMOS stamp's own noise, smoothed: negative pixels sum to 10–47 % of the flux for 19 of the
-    21 galaxies, a part of the truth that no source model here reproduces.
+    COSMOS stamp's own noise, smoothed: negative pixels summed to 10–47 % of the flux for 19 of the
+    21 galaxies, a part of the truth that no source model reproduces. That noise is set to 0 outside
+    the galaxy's footprint (:func:`noise_outside_footprint_removed`: its 1.5σ ``sep`` segment grown
+    by 3 pixels); inside it the stamp is kept as it is, noise included.
   - INTERPOL cache: lenstronomy's INTERPOL profile builds the interpolator of the first image it
     renders and keeps it (``Interpol.image_interp``), whatever image later calls pass; only
     ``Interpol.delete_cache()`` clears it. Every truth image is therefore rendered through a fresh
@@ -67,6 +69,7 @@ from lenstronomy.ImSim.image_model import ImageModel
 from lenstronomy.LensModel.lens_model import LensModel
 from lenstronomy.LightModel.light_model import LightModel
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
+from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 HERE = pathlib.Path(__file__).resolve().parent  # real_galaxies.py
@@ -105,6 +108,10 @@ SHEAR_MAX = 0.05  # |γ1|, |γ2|
 LENS_CENTER_MAX = 0.05  # arcsec, each axis
 SOURCE_OFFSET_MAX = 0.1  # arcsec, source centre from the lens centre, each axis
 SHAPELET_PREFIX = "SHAPELETS"
+FLUX_GRID_HALF_SIZE = 4.0  # arcsec: a fitted source's flux is summed over ±this around its centre ...
+FLUX_GRID_STEP = 0.015  # arcsec: ... on pixels of this side
+FOOTPRINT_THRESHOLD = 1.5  # σ: the galaxy's footprint in the source stamp
+FOOTPRINT_GROWTH = 3  # pixels the footprint is grown by
 
 
 @dataclasses.dataclass
@@ -157,6 +164,38 @@ class SourceModel:
 
 
 # ----------------------------------------------------------------------------- truth
+
+def cutout_shape(cosmos_dir, index):
+    """(rows, columns) of the original COSMOS cut-out of catalogue row ``index`` (the extent of its noise)."""
+    import galsim
+
+    return galsim.RealGalaxyCatalog(CATALOG, dir=str(cosmos_dir)).getGalImage(int(index)).array.shape
+
+
+def noise_outside_footprint_removed(stamp, patch):
+    """The source stamp with the COSMOS noise outside the galaxy set to 0, and the flux that removed (fraction).
+
+    The noise covers only the original COSMOS cut-out, a ``patch`` (rows, columns) pixels square at
+    the stamp's centre: its σ is 1.4826 × the median |value| of the patch's negative pixels (galaxy
+    light is positive, noise symmetric). The footprint: the ``sep`` segment (threshold
+    FOOTPRINT_THRESHOLD × σ) nearest the stamp's centre, grown by FOOTPRINT_GROWTH pixels. Inside
+    it the stamp's own noise stays, as part of the truth; other objects of the cut-out go with the noise.
+    """
+    import sep
+
+    rows, columns = (slice(max((n - m) // 2, 0), max((n - m) // 2, 0) + min(m, n)) for n, m in zip(stamp.shape, patch))
+    inside = stamp[rows, columns]
+    sigma = 1.4826 * np.median(-inside[inside < 0]) if np.any(inside < 0) else 0.0
+    data = np.ascontiguousarray(stamp, dtype=np.float64)
+    objects, segmentation = sep.extract(data, FOOTPRINT_THRESHOLD, err=sigma, segmentation_map=True)
+    centre = (np.array(stamp.shape) - 1) / 2
+    if len(objects) == 0:
+        return stamp, 0.0
+    nearest = int(np.argmin(np.hypot(objects["x"] - centre[1], objects["y"] - centre[0])))
+    footprint = ndimage.binary_dilation(segmentation == nearest + 1, iterations=FOOTPRINT_GROWTH)
+    cleaned = np.where(footprint, stamp, 0.0)
+    return cleaned, float(1.0 - cleaned.sum() / stamp.sum())
+
 
 def draw_truth(rng):
     """A random SIE + SHEAR lens (``LENS_PARAMS``: arcsec, dimensionless) and ``source_x``, ``source_y`` [arcsec]."""
@@ -268,7 +307,8 @@ def fit_lensed(observation, source, seed):
 
     Returns:
         dict: ``lens`` (best-fit ``LENS_PARAMS``), ``chi2``, ``free_parameters``, ``reduced_chi2``
-        (χ² / (pixels − free parameters)) and ``seconds`` (the optimisers only).
+        (χ² / (pixels − free parameters)), ``seconds`` (the optimisers only) and ``source_flux``
+        (:func:`source_flux`; the truth's is 1).
     """
     kwargs_model = {"lens_model_list": ["SIE", "SHEAR"], "source_light_model_list": [source.profile]}
     if source.profile_kwargs is not None:
@@ -281,14 +321,27 @@ def fit_lensed(observation, source, seed):
         fitting.fit_sequence(source.steps)
     seconds = time.perf_counter() - start
     kwargs = fitting.best_fit()
-    model_image, _, _, _ = fitting.likelihood_class.image_likelihood.imSim.image_linear_solve(
-        kwargs_lens=kwargs["kwargs_lens"], kwargs_source=kwargs["kwargs_source"])
+    image_fit = fitting.likelihood_class.image_likelihood.imSim
+    model_image, _, _, amplitudes = image_fit.image_linear_solve(kwargs_lens=kwargs["kwargs_lens"],
+                                                                 kwargs_source=kwargs["kwargs_source"])
     data = observation.kwargs_data["image_data"]
     chi2 = float(np.sum(((data - model_image) / observation.noise_sigma) ** 2))
     free = int(fitting.param_class.num_param()[0] + fitting.param_class.num_param_linear())
     lens = {**kwargs["kwargs_lens"][0], **kwargs["kwargs_lens"][1]}
+    kwargs_source = image_fit.update_linear_kwargs(amplitudes, kwargs["kwargs_lens"], kwargs["kwargs_source"], [],
+                                                   [])[1]
     return {"lens": {name: float(lens[name]) for name in LENS_PARAMS}, "chi2": chi2, "free_parameters": free,
-            "reduced_chi2": chi2 / (data.size - free), "seconds": seconds}
+            "reduced_chi2": chi2 / (data.size - free), "seconds": seconds,
+            "source_flux": source_flux(kwargs_model, kwargs_source)}
+
+
+def source_flux(kwargs_model, kwargs_source):
+    """Total flux of a fitted source [counts/s]: its surface brightness summed over a FLUX_GRID_HALF_SIZE″ grid."""
+    light = LightModel(kwargs_model["source_light_model_list"],
+                       profile_kwargs_list=kwargs_model.get("source_light_profile_kwargs_list"))
+    steps = np.arange(-FLUX_GRID_HALF_SIZE, FLUX_GRID_HALF_SIZE, FLUX_GRID_STEP) + FLUX_GRID_STEP / 2
+    x, y = np.meshgrid(steps + kwargs_source[0]["center_x"], steps + kwargs_source[0]["center_y"])
+    return float(np.sum(light.surface_brightness(x.ravel(), y.ravel(), kwargs_source)) * FLUX_GRID_STEP**2)
 
 
 def fit_observation(observation, truth, sources, seed):
@@ -316,12 +369,13 @@ def run_fits(cosmos_dir, sources_rows, snrs, sources, settings, seed):
     for index, mag in sources_rows:
         stamp, stamp_scale = real_source(cosmos_dir, index, settings.source_size,
                                          smoothing_fwhm=settings.source_smoothing_fwhm)
+        stamp, removed = noise_outside_footprint_removed(stamp, cutout_shape(cosmos_dir, index))
         truth = draw_truth(np.random.default_rng([seed, index]))
         clean = lensed_image(stamp / stamp.sum(), stamp_scale, truth, settings)
         for snr in snrs:
             observation = observe(clean, snr, settings, np.random.default_rng([seed, index, round(1000 * snr)]))
             fits = fit_observation(observation, truth, sources, seed + index)
-            rows.append({"index": index, "mag": mag, "snr": snr, "truth": truth,
+            rows.append({"index": index, "mag": mag, "snr": snr, "truth": truth, "stamp_noise_removed": removed,
                          "noise_sigma": observation.noise_sigma, "models": fits})
             print(f"galaxy {index:2d} (mag {mag:.1f}, θ_E {truth['theta_E']:.3f}″) SNR {snr:g}: " + ", ".join(
                 f"{name} Δθ_E {fit['error']['theta_E']:+.4f}″ χ²_ν {fit['reduced_chi2']:.3f} {fit['seconds']:.0f} s"
@@ -354,24 +408,28 @@ def summarize(rows, names, snrs):
                 "median_reduced_chi2": float(np.median([fit["reduced_chi2"] for fit in fits])),
                 "median_seconds": float(np.median([fit["seconds"] for fit in fits])),
                 "failures": sum(fit["failed"] for fit in fits),
+                "median_source_flux": float(np.median([fit["source_flux"] for fit in fits])),
+                "worst_source_flux": float(max((fit["source_flux"] for fit in fits), key=lambda f: abs(f - 1))),
             }
     return summary
 
 
 def print_table(summary, settings):
-    """One line per SNR and source model: bias [scatter] of each reported parameter, χ²_ν, s/fit, failures."""
+    """One line per SNR and source model: bias [scatter] of each reported parameter, χ²_ν, s/fit, failures, and the
+    fitted source flux over the true one (median, and the farthest from 1)."""
     print(f"\nfitted − true: bias (median) [scatter (half the 16–84 % range)]; θ_E in arcsec; "
           f"{settings.num_pix}² px at {settings.pixel_scale}″, PSO {settings.pso_particles} particles × "
           f"{settings.pso_iterations} iterations; failure: |Δθ_E| > {FAILURE_THETA_E}″")
     labels = {"theta_E": "θ_E", "e1": "e1", "e2": "e2", "gamma1": "γ1", "gamma2": "γ2"}
     print(f"{'SNR':>5} {'source model':>15} {'n':>3} " + " ".join(f"{labels[p]:>18}" for p in REPORTED)
-          + f" {'χ²_ν':>6} {'s/fit':>6} {'failed':>6}")
+          + f" {'χ²_ν':>6} {'s/fit':>6} {'failed':>6} {'flux':>6} {'worst':>6}")
     for snr, by_model in summary.items():
         for name, row in by_model.items():
             cells = " ".join(f"{row['parameters'][p]['bias']:+8.4f} [{row['parameters'][p]['scatter']:7.4f}]"
                              for p in REPORTED)
             print(f"{snr:>5} {name:>15} {row['galaxies']:3d} {cells} {row['median_reduced_chi2']:6.3f} "
-                  f"{row['median_seconds']:6.1f} {row['failures']:6d}")
+                  f"{row['median_seconds']:6.1f} {row['failures']:6d} {row['median_source_flux']:6.3f} "
+                  f"{row['worst_source_flux']:6.3f}")
 
 
 def run(cosmos_dir, n, snrs, names, out, settings=None, model=None, seed=0):
