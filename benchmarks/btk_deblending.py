@@ -4,6 +4,8 @@ BTK 1.0.9 (``pip install ".[btk]"``, see the README) draws the scenes from a Cat
 our blend simulator's population (:func:`lenstronomy_vae.sims.catsim.catsim_catalog`): CatSim bulge + disk
 galaxies, 45 × 45 LSST stamps (0.2″, 10-year depth, BTK's default PSF), 2–4 galaxies shifted within ±0.9″,
 i ≤ 25.3. The target of a scene is the galaxy nearest the centre; its truth is BTK's noiseless isolated image.
+Detection is measured on every galaxy of every scene: completeness of sep's detection and of field mode against
+the separation from the nearest neighbour (in i-band PSF FWHM).
 Every method's image of the target is compared with it as in ``lenstronomy-vae report``: Δe of the
 adaptive-moment shapes (i band, reduced shear), Δf/f over the stamp (i band), SSIM (i band).
 
@@ -23,9 +25,10 @@ from btk.catalog import CatsimCatalog
 from btk.deblend import Scarlet
 from btk.sampling_functions import DefaultSampling
 from btk.survey import get_surveys
+from detection_completeness import SEPARATION_EDGES, matched
 
 from lenstronomy_vae.deblending.btk_adapter import CatsimGenerator, VAEDeblender
-from lenstronomy_vae.deblending.detection import segmentation_deblend
+from lenstronomy_vae.deblending.detection import detect, segmentation_deblend
 from lenstronomy_vae.deblending.scene import (
     DETECTION_THRESHOLD,
     REENCODE,
@@ -48,6 +51,7 @@ BAND = 3  # i
 STAMP_ARCSEC = 9.0  # 45 × 0.2″
 MAG_EDGES = (18.0, 23.0, 24.0, 24.5, 25.0, 25.31)
 FAILURE = 0.5  # |Δf/f| above which a target's flux is a failure, to be flagged
+MATCH_RADIUS = 2.0  # pixels: a true galaxy is found when a detection is paired with it this close
 METHODS = ("none", "sep", "vae_truth", "field", "field_map", "scarlet")
 LABELS = {"none": "no deblending", "sep": "sep segmentation", "vae_truth": "VAE at true positions",
           "field": "VAE field mode", "field_map": "VAE field + MAP", "scarlet": "scarlet (true positions)"}
@@ -119,6 +123,10 @@ def run(args):
     seconds = dict.fromkeys(METHODS, 0.0)
     runs = dict.fromkeys(METHODS, 0)
     truth, magnitude, blendedness, n_galaxies = [], [], [], []
+    # Every true galaxy of every scene: its separation from its nearest neighbour [PSF FWHM] and whether
+    # sep's detection and field mode found it (paired one to one within MATCH_RADIUS).
+    fwhm = LSST.psf("i").calculateFWHM() / LSST.pixel_scale  # pixels
+    separations, found_by = [], {"sep": [], "field": []}
     scene = 0
     for batch in batches:
         for ii in range(batch.batch_size):
@@ -145,6 +153,13 @@ def run(args):
                 estimates[method].append(image_)
                 flags[method].append(flag)
 
+            true_positions = np.column_stack([catalogue["x_peak"], catalogue["y_peak"]]).astype(float)
+            gaps = np.linalg.norm(true_positions[:, None] - true_positions[None], axis=-1)
+            np.fill_diagonal(gaps, np.inf)
+            separations += list(gaps.min(axis=1) / fwhm)
+            detections = detect(image, sigma, threshold=DETECTION_THRESHOLD)
+            found_by["sep"] += list(matched(true_positions, np.column_stack([detections.x, detections.y]),
+                                            MATCH_RADIUS)[0])
             timed("none", lambda: image)
             timed("sep", lambda: segmentation_deblend(image, sigma, position=(x, y),
                                                       threshold=DETECTION_THRESHOLD).image)
@@ -159,6 +174,9 @@ def run(args):
 
             def nearest(adapter):
                 result = adapter.deblend_image(image)
+                if adapter is field:
+                    kept = np.array([[g.x, g.y] for g in result.galaxies]).reshape(-1, 2)
+                    found_by["field"] += list(matched(true_positions, kept, MATCH_RADIUS)[0])
                 galaxy = result.nearest(x, y, max_distance=None)
                 if galaxy is None:
                     return np.zeros_like(image), (False, False)
@@ -237,7 +255,22 @@ def run(args):
         "mean_galaxies_per_scene": float(np.mean(n_galaxies)),
         "table": table, "binned": bins,
         "per_target": {"magnitude": magnitude.tolist(), "blendedness": blendedness.tolist(), **per_target},
+        "detection": completeness_by_separation(np.array(separations), found_by, fwhm),
     }
+    return report
+
+
+def completeness_by_separation(separations, found_by, fwhm):
+    """Fraction of all true galaxies found by each detector, overall and by nearest-neighbour separation [PSF FWHM]."""
+    bins = list(zip(SEPARATION_EDGES[:-1], SEPARATION_EDGES[1:]))
+    report = {"psf_fwhm_pixels": float(fwhm), "match_radius_pixels": MATCH_RADIUS, "galaxies": len(separations),
+              "separation_edges_fwhm": list(SEPARATION_EDGES),
+              "galaxies_per_bin": [int(np.sum((separations >= a) & (separations < b))) for a, b in bins]}
+    for name, found in found_by.items():
+        found = np.array(found, dtype=bool)
+        chosen = [(separations >= a) & (separations < b) for a, b in bins]
+        report[name] = {"completeness": float(found.mean()),
+                        "by_separation": [float(found[c].mean()) if c.any() else None for c in chosen]}
     return report
 
 
@@ -264,6 +297,16 @@ def print_table(report):
         for method, bins in report["binned"].items():
             cells = [f"{b['median']:.3f}" for b in bins[key]["abs_flux_error"]]
             print(f"  {LABELS[method]:26s} " + "  ".join(cells))
+    detection = report["detection"]
+    edges = detection["separation_edges_fwhm"]
+    print(f"\ntrue galaxies found (a detection within {detection['match_radius_pixels']:g} px, one to one), by the "
+          f"separation from their nearest neighbour [PSF FWHM = {detection['psf_fwhm_pixels']:.2f} px]")
+    print(f"  {'':26s} {'all':>6} " + " ".join(f"{f'{a:g}-{b:g}':>7}" for a, b in zip(edges[:-1], edges[1:])))
+    counts = " ".join(f"{n:7d}" for n in detection["galaxies_per_bin"])
+    print(f"  {'galaxies':26s} {detection['galaxies']:6d} {counts}")
+    for name, label in (("sep", "sep detection"), ("field", "VAE field mode")):
+        print(f"  {label:26s} {detection[name]['completeness']:6.3f} " + " ".join(
+            f"{c:7.3f}" if c is not None else f"{'-':>7}" for c in detection[name]["by_separation"]))
 
 
 def main(argv=None):
