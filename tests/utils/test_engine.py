@@ -1,6 +1,8 @@
 """Where jobs run: this process, an embedded Dask cluster, or a scheduler."""
 
 import os
+import pathlib
+import signal
 
 import pytest
 
@@ -9,6 +11,15 @@ from lenstronomy_vae.utils.engine import cached_in_worker, engine
 
 def _environment_and_square(value):
     return os.getpid(), os.environ.get("OMP_NUM_THREADS"), value * value
+
+
+def _dies_once(value, marker_directory):
+    """value², but the worker process that first gets value 2 dies in the middle of the job."""
+    marker = pathlib.Path(marker_directory) / f"died_{value}"
+    if value == 2 and not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return value * value
 
 
 def _fails(value):
@@ -45,3 +56,10 @@ def test_a_local_cluster_runs_jobs_in_other_single_threaded_processes_in_order()
         assert os.getpid() not in {pid for pid, _, _ in results}
         with pytest.raises(ValueError, match="bad value 3"):
             list(map_function(_fails, [3]))
+
+
+@pytest.mark.slow
+def test_a_job_whose_worker_is_killed_runs_again_on_a_restarted_worker(tmp_path):
+    with engine(workers=2) as map_function:
+        assert list(map_function(_dies_once, range(5), [str(tmp_path)] * 5)) == [0, 1, 4, 9, 16]
+    assert (tmp_path / "died_2").exists()  # a worker was killed, and the job still ran to its end
