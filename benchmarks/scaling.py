@@ -39,7 +39,11 @@ BRIGHT_I = 24.0  # AB; completeness is also given for galaxies brighter than thi
 
 
 def run_command(arguments):
-    """(seconds, peak resident memory of the child [GB]) of ``lenstronomy-vae`` with ``arguments``."""
+    """(seconds, peak resident memory of the child [GB], its CPU seconds) of ``lenstronomy-vae`` with ``arguments``.
+
+    The CPU seconds (user + system, of the command's own process, not of Dask workers) measure its work
+    whatever else the machine runs; the wall seconds do not.
+    """
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     tic = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "lenstronomy_vae.cli", *arguments], env=environment,
@@ -49,7 +53,7 @@ def run_command(arguments):
     out, err = child.stdout.read(), child.stderr.read()
     if status != 0:
         raise RuntimeError(f"lenstronomy-vae {' '.join(arguments)} failed:\n{out}\n{err}")
-    return seconds, usage.ru_maxrss / 1024**2  # kB on Linux
+    return seconds, usage.ru_maxrss / 1024**2, usage.ru_utime + usage.ru_stime  # ru_maxrss in kB on Linux
 
 
 def tile_of(x, y, tile_size, width):
@@ -108,25 +112,29 @@ def start_up_seconds(work):
     """Seconds of ``deblend`` on an empty 45² field: starting Python, TensorFlow and the model."""
     path = work / "empty.fits"
     simulate_field((45, 45), 0.0, seed=0).save_fits(path)
-    return run_command(["deblend", str(path), "--out", str(work / "empty"), "--quiet"])[0]
+    seconds, _, cpu_seconds = run_command(["deblend", str(path), "--out", str(work / "empty"), "--quiet"])
+    return seconds, cpu_seconds
 
 
 def deblend_scaling(sizes, density, tile_size, work):
-    start_up = start_up_seconds(work)
-    print(f"start-up (an empty field): {start_up:.1f} s; galaxies/s below exclude it", flush=True)
+    start_up, start_up_cpu = start_up_seconds(work)
+    print(f"start-up (an empty field): {start_up:.1f} s ({start_up_cpu:.1f} CPU s); galaxies/s and CPU ms per galaxy "
+          "below exclude it", flush=True)
     rows = []
     for size in sizes:
         path = work / f"field_{size}.fits"
         simulate_field((size, size), density, seed=size).save_fits(path)
         out = work / f"deblend_{size}"
-        seconds, memory = run_command(["deblend", str(path), "--out", str(out), "--quiet", "--tile-size",
-                                       str(tile_size)])
-        row = {"size": size, "seconds": seconds, "start_up_seconds": start_up, "peak_memory_gb": memory,
-               **truth_scores(path, out, tile_size)}
+        seconds, memory, cpu_seconds = run_command(["deblend", str(path), "--out", str(out), "--quiet", "--tile-size",
+                                                    str(tile_size)])
+        row = {"size": size, "seconds": seconds, "cpu_seconds": cpu_seconds, "start_up_seconds": start_up,
+               "peak_memory_gb": memory, **truth_scores(path, out, tile_size)}
         row["galaxies_per_second"] = row["found"] / max(seconds - start_up, 1e-9)
+        row["cpu_ms_per_galaxy"] = 1000 * (cpu_seconds - start_up_cpu) / max(row["found"], 1)
         rows.append(row)
         print(f"{size:5d}² px: {row['true']:6d} true, {row['found']:6d} found, {seconds:7.1f} s, "
-              f"{row['galaxies_per_second']:.2f} galaxies/s, peak {memory:.2f} GB, completeness "
+              f"{row['galaxies_per_second']:.2f} galaxies/s, {row['cpu_ms_per_galaxy']:.0f} CPU ms/galaxy, "
+              f"peak {memory:.2f} GB, completeness "
               f"{row['completeness']:.3f} (i < {BRIGHT_I}: {row['completeness_bright']:.3f}; within {EDGE:g} px of a "
               f"tile edge {row['completeness_near_edges']:.3f}, away {row['completeness_away_from_edges']:.3f}; "
               f"i < {BRIGHT_I} near edges lost {row['bright_near_edges_lost']} of {row['bright_near_edges']})\n"
@@ -144,7 +152,7 @@ def deblend_speedup(size, density, tile_size, work):
         simulate_field((size, size), density, seed=size).save_fits(path)
     seconds = {}
     for workers in (1, 2):
-        seconds[workers], _ = run_command(["deblend", str(path), "--out", str(work / f"speedup_{workers}"),
+        seconds[workers], _, _ = run_command(["deblend", str(path), "--out", str(work / f"speedup_{workers}"),
                                            "--quiet", "--tile-size", str(tile_size), "--workers", str(workers)])
     same = (Table.read(work / "speedup_1" / "galaxies.ecsv")["x"].tolist()
             == Table.read(work / "speedup_2" / "galaxies.ecsv")["x"].tolist())
@@ -158,7 +166,7 @@ def fit_many_speedup(n, work, budget):
     table = write_simulated_lenses(n, work / "lenses", seed=1)
     seconds = {}
     for workers in (1, 2):
-        seconds[workers], _ = run_command(["fit-many", str(table), "--out", str(work / f"fits_{workers}"), "--quiet",
+        seconds[workers], _, _ = run_command(["fit-many", str(table), "--out", str(work / f"fits_{workers}"), "--quiet",
                                            "--workers", str(workers), *budget])
     same = np.allclose(Table.read(work / "fits_1" / "results.ecsv")["theta_E"],
                        Table.read(work / "fits_2" / "results.ecsv")["theta_E"], rtol=1e-9)
@@ -188,8 +196,10 @@ def main(argv=None):
         report = {"density": args.density, "tile_size": args.tile_size,
                   "deblend": deblend_scaling(args.sizes, args.density, args.tile_size, work)}
         rates = [row["galaxies_per_second"] for row in report["deblend"]]
+        costs = [row["cpu_ms_per_galaxy"] for row in report["deblend"]]
         if len(rates) > 1:
-            print(f"galaxies/s, largest over smallest field: {rates[-1] / rates[0]:.2f} (1 = cost linear in galaxies)")
+            print(f"largest over smallest field: galaxies/s {rates[-1] / rates[0]:.2f}, CPU ms per galaxy "
+                  f"{costs[-1] / costs[0]:.2f} (1 = cost linear in galaxies)")
         if args.speedup_size:
             report["deblend_speedup"] = deblend_speedup(args.speedup_size, args.density, args.tile_size, work)
         if args.lenses:

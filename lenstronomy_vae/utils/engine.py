@@ -18,6 +18,7 @@ import contextlib
 import functools
 import os
 
+import dask
 from distributed import Client, LocalCluster
 
 from lenstronomy_vae.utils import tensorflow_logs
@@ -45,7 +46,11 @@ def engine(workers=1, scheduler=None):
         if scheduler is None:
             # One BLAS/OpenMP thread per worker process: the worker processes inherit this environment when they
             # start, before they import anything (TensorFlow's log lines are quieted by the package's own import).
-            with _environment(WORKER_ENVIRONMENT, drop=("TF_CPP_MIN_LOG_LEVEL",) if tensorflow_logs.SET_HERE else ()):
+            # It also replaces Dask's MALLOC_TRIM_THRESHOLD_ for the workers: setting it stops glibc from raising its
+            # mmap threshold, so every numpy array above 128 kB is a fresh mmap (system time): on 2 workers,
+            # fit-many took 96 s for 4 lenses with it (127 s of system time), 18 s without, 33 s on 1 process.
+            with _environment(WORKER_ENVIRONMENT, drop=("TF_CPP_MIN_LOG_LEVEL",) if tensorflow_logs.SET_HERE else ()), \
+                    dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRONMENT}):
                 cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                            dashboard_address=None))
             client = stack.enter_context(Client(cluster))
