@@ -99,7 +99,7 @@ def truth_scores(field_path, out_dir, tile_size):
     true_close = len(cKDTree(true_positions).query_pairs(DUPLICATE))
     return {"true": len(truth), "found": len(found), "completeness": float(np.mean(distance < MATCH)),
             "completeness_bright": float(np.mean(distance[bright] < MATCH)),
-            "completeness_near_edges": float(np.mean(distance[near] < MATCH)),
+            "completeness_near_edges": float(np.mean(distance[near] < MATCH)) if near.any() else None,
             "completeness_away_from_edges": float(np.mean(distance[~near] < MATCH)),
             "bright_near_edges": int(np.sum(bright & near)),
             "bright_near_edges_lost": int(np.sum(bright & near & (distance >= MATCH))),
@@ -136,7 +136,7 @@ def deblend_scaling(sizes, density, tile_size, work):
               f"{row['galaxies_per_second']:.2f} galaxies/s, {row['cpu_ms_per_galaxy']:.0f} CPU ms/galaxy, "
               f"peak {memory:.2f} GB, completeness "
               f"{row['completeness']:.3f} (i < {BRIGHT_I}: {row['completeness_bright']:.3f}; within {EDGE:g} px of a "
-              f"tile edge {row['completeness_near_edges']:.3f}, away {row['completeness_away_from_edges']:.3f}; "
+              f"tile edge {row['completeness_near_edges'] or float('nan'):.3f}, away {row['completeness_away_from_edges']:.3f}; "
               f"i < {BRIGHT_I} near edges lost {row['bright_near_edges_lost']} of {row['bright_near_edges']})\n"
               f"        true galaxies found twice: {row['duplicated_galaxies']} "
               f"({row['duplicated_across_tiles']} by two tiles); detection pairs < {DUPLICATE} px: "
