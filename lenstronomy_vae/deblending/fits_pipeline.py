@@ -179,13 +179,12 @@ def deblend_fits(image_path, out, deblender="lsst45_deblender", regressor=None, 
     return table
 
 
-def _galaxy_table_in_chunks(galaxies, kept, spool, model_image, residual, deblender, survey, regressor,
-                            chunk=CHUNK):
-    """:func:`galaxy_table` of the kept galaxies, ``chunk`` of them at a time with their stamps read back."""
+def _galaxy_table_in_chunks(galaxies, kept, spool, model_image, residual, deblender, survey, regressor):
+    """:func:`galaxy_table` of the kept galaxies, :data:`CHUNK` of them at a time with their stamps read back."""
     regressor_model = load_network(regressor, LatentRegressor) if regressor else None
     parts = []
-    for start in range(0, max(len(kept), 1), chunk):
-        restored = [spool.restored(galaxies[index], index) for index in kept[start:start + chunk]]
+    for start in range(0, max(len(kept), 1), CHUNK):
+        restored = [spool.restored(galaxies[index], index) for index in kept[start:start + CHUNK]]
         parts.append(galaxy_table(SceneResult(restored, model_image, residual), deblender, survey, regressor_model))
     table = vstack(parts, metadata_conflicts="silent") if len(parts) > 1 else parts[0]
     table["id"] = np.arange(len(table))

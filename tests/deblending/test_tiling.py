@@ -89,12 +89,17 @@ def test_the_fits_pipeline_keeps_stamps_on_disk_and_writes_the_in_memory_result(
     deblender = Deblender.from_vae(lsst_vae)
     field.save_fits(tmp_path / "field.fits")
     monkeypatch.setattr(fits_pipeline, "CHUNK", 3)  # the galaxy table is filled 3 galaxies at a time
+    chunks = []
+    galaxy_table = fits_pipeline.galaxy_table
+    monkeypatch.setattr(fits_pipeline, "galaxy_table",
+                        lambda result, *args: chunks.append(len(result.galaxies)) or galaxy_table(result, *args))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = fits_pipeline.deblend_fits(tmp_path / "field.fits", tmp_path / "out", deblender, tile_size=50,
                                            max_new_sources=0)
     memory = deblend_quietly(deblender, field.image, tile_size=50)
     assert len(table) == len(memory.galaxies) > 3 and list(table["id"]) == list(range(len(table)))
+    assert max(chunks) == 3 and sum(chunks) == len(table)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["deblended.fits", "galaxies.ecsv"]  # spool gone
     np.testing.assert_allclose(table["x"], [g.x for g in memory.galaxies])
     np.testing.assert_allclose(table["flux_i"], [g.model[..., 3].sum() for g in memory.galaxies], rtol=1e-5)
