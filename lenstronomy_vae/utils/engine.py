@@ -44,12 +44,13 @@ def engine(workers=1, scheduler=None):
         return
     with contextlib.ExitStack() as stack:
         if scheduler is None:
-            # One BLAS/OpenMP thread per worker process: the worker processes inherit this environment when they
-            # start, before they import anything (TensorFlow's log lines are quieted by the package's own import).
-            # It also replaces Dask's MALLOC_TRIM_THRESHOLD_ for the workers: setting it stops glibc from raising its
-            # mmap threshold, so every numpy array above 128 kB is a fresh mmap (system time): on 2 workers,
-            # fit-many took 96 s for 4 lenses with it (127 s of system time), 18 s without, 33 s on 1 process.
-            with _environment(WORKER_ENVIRONMENT, drop=("TF_CPP_MIN_LOG_LEVEL",) if tensorflow_logs.SET_HERE else ()), \
+            # The workers start with WORKER_ENVIRONMENT in place of Dask's pre-spawn environment: one BLAS/OpenMP
+            # thread each, set before they import anything, and no MALLOC_TRIM_THRESHOLD_, whose mere presence stops
+            # glibc from raising its mmap threshold, so every numpy array above 128 kB is a fresh mmap (system time):
+            # on 2 workers fit-many took 96 s for 4 lenses with it (127 s of system time), 18 s without, 33 s on 1
+            # process. TensorFlow's log level set by the package's own import is not passed on (workers quieten
+            # their own).
+            with _unset("TF_CPP_MIN_LOG_LEVEL" if tensorflow_logs.SET_HERE else None), \
                     dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRONMENT}):
                 cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                            dashboard_address=None))
@@ -60,20 +61,14 @@ def engine(workers=1, scheduler=None):
 
 
 @contextlib.contextmanager
-def _environment(values, drop=()):
-    """Set environment variables ``values`` and unset those in ``drop`` for the block, then restore them."""
-    saved = {key: os.environ.get(key) for key in (*values, *drop)}
-    os.environ.update(values)
-    for key in drop:
-        os.environ.pop(key, None)
+def _unset(name):
+    """Remove environment variable ``name`` (None: none) for the block, then restore it."""
+    saved = os.environ.pop(name, None) if name else None
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        if saved is not None:
+            os.environ[name] = saved
 
 
 def _ordered_results(client, function, *iterables):
