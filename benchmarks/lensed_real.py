@@ -16,7 +16,11 @@ Reported per source model and SNR (over galaxies): the bias (median of fitted �
 (half the 16–84 % range of fitted − true) of θ_E [arcsec], of the SIE's e1, e2 and of the shear's
 γ1, γ2; the median reduced χ² of the best fit, χ²_ν = χ² / (pixels − free parameters), the free
 parameters being the sampled ones plus the linearly solved amplitudes; the median seconds per fit;
-and the failures, fits with |fitted − true θ_E| > 0.05″ (counted in the medians too). Prints one
+the failures, fits with |fitted − true θ_E| > 0.05″ (counted in the medians too); and the fitted
+source's flux over the truth's (median and farthest from 1), in all and on the truth's pixels of light
+(``in fp``: the cleaned stamp's non-zero pixels, :func:`truth_footprint`), the difference being light
+a model puts where the truth has none. Per VAE fit the JSON also holds the fitted ``scale`` and |z|.
+``--latent-prior-sigma`` sets the σ of the VAE latents' Gaussian prior (default 1, the VAE's own). Prints one
 table and writes ``--out`` (JSON) with the truth and every fit of every galaxy and SNR.
 
 Choices:
@@ -130,6 +134,7 @@ class Settings:
     pso_iterations: int = LensedBudget.pso_iterations
     lm_iterations: int = LensedBudget.lm_iterations
     simplex_iterations: int = LensedBudget.simplex_iterations
+    latent_prior_sigma: float = 1.0  # σ of the VAE latents' Gaussian prior
 
 
 @dataclasses.dataclass
@@ -269,10 +274,12 @@ def _pso(settings):
 
 
 def vae_source(settings, model=None):
-    """'VAE' source at the origin with the model's pixel scale; PSO with the latents at 0, then LM."""
+    """'VAE' source at the origin with the model's pixel scale; PSO with the latents at 0, then LM; latents under
+    N(0, ``settings.latent_prior_sigma``²)."""
     galaxy_model = load_galaxy_model(model)
     params = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)
-    likelihood = {"source_marg": False, "check_positive_flux": True, "prior_source": latent_prior(0, model=model)}
+    likelihood = {"source_marg": False, "check_positive_flux": True,
+                  "prior_source": latent_prior(0, model=model, sigma=settings.latent_prior_sigma)}
     steps = warm_start_steps(galaxy_model.latent_dim, _pso(settings)[1], settings.lm_iterations)
     return SourceModel("VAE", "VAE", {"model": model}, [[part] for part in params], likelihood, steps)
 
@@ -302,13 +309,22 @@ def source_model(name, settings, model=None):
 
 # ----------------------------------------------------------------------------- fits
 
-def fit_lensed(observation, source, seed):
+def fit_lensed(observation, source, seed, footprint=None):
     """Fit SIE + SHEAR + ``source`` to an observation from ``lens_params_start()``.
+
+    Args:
+        observation: the :class:`Observation`.
+        source: the :class:`SourceModel`.
+        seed: numpy's global seed for the optimisers.
+        footprint: (x, y, pixel side) [arcsec] of the true source's pixels of light (:func:`truth_footprint`),
+            or None.
 
     Returns:
         dict: ``lens`` (best-fit ``LENS_PARAMS``), ``chi2``, ``free_parameters``, ``reduced_chi2``
-        (χ² / (pixels − free parameters)), ``seconds`` (the optimisers only) and ``source_flux``
-        (:func:`source_flux`; the truth's is 1).
+        (χ² / (pixels − free parameters)), ``seconds`` (the optimisers only), ``source_flux``
+        (:func:`source_flux`; the truth's is 1), with ``footprint`` also ``source_flux_in_footprint``
+        (the fitted source's flux on the truth's pixels of light; the truth's is 1), and for a 'VAE'
+        source its fitted ``source_scale`` [arcsec per decoder pixel] and ``latent_norm`` (|z|).
     """
     kwargs_model = {"lens_model_list": ["SIE", "SHEAR"], "source_light_model_list": [source.profile]}
     if source.profile_kwargs is not None:
@@ -330,26 +346,55 @@ def fit_lensed(observation, source, seed):
     lens = {**kwargs["kwargs_lens"][0], **kwargs["kwargs_lens"][1]}
     kwargs_source = image_fit.update_linear_kwargs(amplitudes, kwargs["kwargs_lens"], kwargs["kwargs_source"], [],
                                                    [])[1]
-    return {"lens": {name: float(lens[name]) for name in LENS_PARAMS}, "chi2": chi2, "free_parameters": free,
-            "reduced_chi2": chi2 / (data.size - free), "seconds": seconds,
-            "source_flux": source_flux(kwargs_model, kwargs_source)}
+    fit = {"lens": {name: float(lens[name]) for name in LENS_PARAMS}, "chi2": chi2, "free_parameters": free,
+           "reduced_chi2": chi2 / (data.size - free), "seconds": seconds,
+           "source_flux": source_flux(kwargs_model, kwargs_source)}
+    if footprint is not None:
+        fit["source_flux_in_footprint"] = source_flux_in(kwargs_model, kwargs_source, *footprint)
+    if source.profile == "VAE":
+        latents = [value for name, value in kwargs_source[0].items() if name.startswith("z_")]
+        fit["source_scale"] = float(kwargs_source[0]["scale"])
+        fit["latent_norm"] = float(np.linalg.norm(latents))
+    return fit
 
 
 def source_flux(kwargs_model, kwargs_source):
     """Total flux of a fitted source [counts/s]: its surface brightness summed over a FLUX_GRID_HALF_SIZE″ grid."""
-    light = LightModel(kwargs_model["source_light_model_list"],
-                       profile_kwargs_list=kwargs_model.get("source_light_profile_kwargs_list"))
     steps = np.arange(-FLUX_GRID_HALF_SIZE, FLUX_GRID_HALF_SIZE, FLUX_GRID_STEP) + FLUX_GRID_STEP / 2
     x, y = np.meshgrid(steps + kwargs_source[0]["center_x"], steps + kwargs_source[0]["center_y"])
-    return float(np.sum(light.surface_brightness(x.ravel(), y.ravel(), kwargs_source)) * FLUX_GRID_STEP**2)
+    return source_flux_in(kwargs_model, kwargs_source, x.ravel(), y.ravel(), FLUX_GRID_STEP)
 
 
-def fit_observation(observation, truth, sources, seed):
-    """Every source model's fit of one observation, with the errors (fitted − true) and the failure flag."""
+def source_flux_in(kwargs_model, kwargs_source, x, y, pixel_scale):
+    """Flux of a fitted source [counts/s] on square pixels of side ``pixel_scale`` centred at (x, y) [arcsec]."""
+    light = LightModel(kwargs_model["source_light_model_list"],
+                       profile_kwargs_list=kwargs_model.get("source_light_profile_kwargs_list"))
+    return float(np.sum(light.surface_brightness(x, y, kwargs_source)) * pixel_scale**2)
+
+
+def truth_footprint(stamp, stamp_scale, truth):
+    """(x, y, pixel side) [arcsec] of the true source's pixels of light: the non-zero pixels of the cleaned stamp.
+
+    The stamp is placed as :func:`lensed_image` places it (INTERPOL: centred on the source position,
+    columns along +x); its light outside these pixels was removed with the COSMOS noise
+    (:func:`noise_outside_footprint_removed`), so a fitted source's flux beyond them is light that the
+    truth does not have: wings the model extrapolates below the noise.
+    """
+    rows, columns = np.nonzero(stamp)
+    centre = (np.array(stamp.shape) - 1) / 2
+    return ((columns - centre[1]) * stamp_scale + truth["source_x"], (rows - centre[0]) * stamp_scale
+            + truth["source_y"], stamp_scale)
+
+
+def fit_observation(observation, truth, sources, seed, footprint=None):
+    """Every source model's fit of one observation, with the errors (fitted − true) and the failure flag.
+
+    ``footprint``: as for :func:`fit_lensed`.
+    """
     fits = {}
     with threadpool_limits(limits=1, user_api="blas"):
         for source in sources:
-            fit = fit_lensed(observation, source, seed)
+            fit = fit_lensed(observation, source, seed, footprint)
             fit["error"] = {name: fit["lens"][name] - truth[name] for name in LENS_PARAMS}
             fit["failed"] = bool(abs(fit["error"]["theta_E"]) > FAILURE_THETA_E)
             fits[source.name] = fit
@@ -372,9 +417,10 @@ def run_fits(cosmos_dir, sources_rows, snrs, sources, settings, seed):
         stamp, removed = noise_outside_footprint_removed(stamp, cutout_shape(cosmos_dir, index))
         truth = draw_truth(np.random.default_rng([seed, index]))
         clean = lensed_image(stamp / stamp.sum(), stamp_scale, truth, settings)
+        footprint = truth_footprint(stamp, stamp_scale, truth)
         for snr in snrs:
             observation = observe(clean, snr, settings, np.random.default_rng([seed, index, round(1000 * snr)]))
-            fits = fit_observation(observation, truth, sources, seed + index)
+            fits = fit_observation(observation, truth, sources, seed + index, footprint)
             rows.append({"index": index, "mag": mag, "snr": snr, "truth": truth, "stamp_noise_removed": removed,
                          "noise_sigma": observation.noise_sigma, "models": fits})
             print(f"galaxy {index:2d} (mag {mag:.1f}, θ_E {truth['theta_E']:.3f}″) SNR {snr:g}: " + ", ".join(
@@ -411,25 +457,32 @@ def summarize(rows, names, snrs):
                 "median_source_flux": float(np.median([fit["source_flux"] for fit in fits])),
                 "worst_source_flux": float(max((fit["source_flux"] for fit in fits), key=lambda f: abs(f - 1))),
             }
+            if all("source_flux_in_footprint" in fit for fit in fits):
+                inside = [fit["source_flux_in_footprint"] for fit in fits]
+                row = summary[f"{snr:g}"][name]
+                row["median_source_flux_in_footprint"] = float(np.median(inside))
+                row["worst_source_flux_in_footprint"] = float(max(inside, key=lambda f: abs(f - 1)))
     return summary
 
 
 def print_table(summary, settings):
     """One line per SNR and source model: bias [scatter] of each reported parameter, χ²_ν, s/fit, failures, and the
-    fitted source flux over the true one (median, and the farthest from 1)."""
+    fitted source flux over the true one (median, and the farthest from 1), in all and on the truth's pixels of
+    light ("in fp", :func:`truth_footprint`)."""
     print(f"\nfitted − true: bias (median) [scatter (half the 16–84 % range)]; θ_E in arcsec; "
           f"{settings.num_pix}² px at {settings.pixel_scale}″, PSO {settings.pso_particles} particles × "
           f"{settings.pso_iterations} iterations; failure: |Δθ_E| > {FAILURE_THETA_E}″")
     labels = {"theta_E": "θ_E", "e1": "e1", "e2": "e2", "gamma1": "γ1", "gamma2": "γ2"}
     print(f"{'SNR':>5} {'source model':>15} {'n':>3} " + " ".join(f"{labels[p]:>18}" for p in REPORTED)
-          + f" {'χ²_ν':>6} {'s/fit':>6} {'failed':>6} {'flux':>6} {'worst':>6}")
+          + f" {'χ²_ν':>6} {'s/fit':>6} {'failed':>6} {'flux':>6} {'worst':>6} {'in fp':>6} {'worst':>6}")
     for snr, by_model in summary.items():
         for name, row in by_model.items():
             cells = " ".join(f"{row['parameters'][p]['bias']:+8.4f} [{row['parameters'][p]['scatter']:7.4f}]"
                              for p in REPORTED)
             print(f"{snr:>5} {name:>15} {row['galaxies']:3d} {cells} {row['median_reduced_chi2']:6.3f} "
                   f"{row['median_seconds']:6.1f} {row['failures']:6d} {row['median_source_flux']:6.3f} "
-                  f"{row['worst_source_flux']:6.3f}")
+                  f"{row['worst_source_flux']:6.3f} {row.get('median_source_flux_in_footprint', np.nan):6.3f} "
+                  f"{row.get('worst_source_flux_in_footprint', np.nan):6.3f}")
 
 
 def run(cosmos_dir, n, snrs, names, out, settings=None, model=None, seed=0):
@@ -466,6 +519,8 @@ def main(argv=None):
     parser.add_argument("--lm-iterations", type=int, default=Settings.lm_iterations, help="VAE's LM after PSO")
     parser.add_argument("--simplex-iterations", type=int, default=Settings.simplex_iterations,
                         help="SERSIC_ELLIPSE's and SHAPELETS' SIMPLEX after PSO")
+    parser.add_argument("--latent-prior-sigma", type=float, default=Settings.latent_prior_sigma,
+                        help="σ of the VAE latents' Gaussian prior (1: the VAE's own)")
     parser.add_argument("--max-mag", type=float, default=Settings.max_mag, help="use galaxies brighter than this")
     parser.add_argument("--model", default=None, help="VAE model name or .keras path (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0)
@@ -482,7 +537,8 @@ def main(argv=None):
         print(f"{cosmos_dir / CATALOG} not found: no real galaxies to lens; skipping.")
         return 0
     settings = Settings(max_mag=args.max_mag, pso_particles=args.pso_particles, pso_iterations=args.pso_iterations,
-                        lm_iterations=args.lm_iterations, simplex_iterations=args.simplex_iterations)
+                        lm_iterations=args.lm_iterations, simplex_iterations=args.simplex_iterations,
+                        latent_prior_sigma=args.latent_prior_sigma)
     run(cosmos_dir, args.n, args.snrs, names, args.out, settings, model=args.model, seed=args.seed)
     return 0
 

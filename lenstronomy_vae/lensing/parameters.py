@@ -99,20 +99,27 @@ def vae_source_params(
     return kwargs_init, kwargs_sigma, kwargs_fixed, kwargs_lower, kwargs_upper
 
 
-def latent_prior(index, model=None, band=None):
-    """The standard-normal prior of the VAE latents, for lenstronomy's kwargs_likelihood.
+def latent_prior(index, model=None, band=None, sigma=1.0):
+    """The Gaussian prior N(0, sigma²) of each VAE latent, for lenstronomy's kwargs_likelihood.
 
     Args:
         index: position of the 'VAE' component in its light model list.
         model: model name (shipped or yours) or ``.keras`` path; None for the default model.
         band: band name or index, required for a multi-band model.
+        sigma: the prior's standard deviation; 1 is the VAE's own prior, below 1 a tighter one
+            (a stronger pull towards the mean galaxy).
 
     Returns:
-        ``[[index, 'z_0', 0.0, 1.0], ...]`` for ``kwargs_likelihood['prior_source']`` (or
+        ``[[index, 'z_0', 0.0, sigma], ...]`` for ``kwargs_likelihood['prior_source']`` (or
         ``'prior_lens_light'``); concatenate the lists of several components.
+
+    Raises:
+        ValueError: ``sigma`` not a positive number.
     """
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) or not sigma > 0:
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
     profile = VAEProfile(model=model, band=band)
-    return [[int(index), name, 0.0, 1.0] for name in latent_names(profile.latent_dim)]
+    return [[int(index), name, 0.0, float(sigma)] for name in latent_names(profile.latent_dim)]
 
 
 def check_data(kwargs_data):

@@ -177,3 +177,7 @@ def test_vae_source_params(galaxy_model_path):
 
 def test_latent_prior(galaxy_model_path):
     assert latent_prior(2, galaxy_model_path) == [[2, f"z_{i}", 0.0, 1.0] for i in range(4)]
+    assert latent_prior(0, galaxy_model_path, sigma=0.5) == [[0, f"z_{i}", 0.0, 0.5] for i in range(4)]
+    for bad in (0.0, -1.0, float("nan"), "1", True):
+        with pytest.raises(ValueError, match="sigma must be a positive number"):
+            latent_prior(0, galaxy_model_path, sigma=bad)
