@@ -7,7 +7,9 @@ i ≤ 25.3. The target of a scene is the galaxy nearest the centre; its truth is
 Detection is measured on every galaxy of every scene: completeness of sep's detection and of field mode against
 the separation from the nearest neighbour (in i-band PSF FWHM).
 Every method's image of the target is compared with it as in ``lenstronomy-vae report``: Δe of the
-adaptive-moment shapes (i band, reduced shear), Δf/f over the stamp (i band), SSIM (i band).
+adaptive-moment shapes (i band, reduced shear), Δf/f over the stamp (i band), SSIM (i band). MAP runs on the
+first ``--map-scenes`` scenes only; the row "VAE field, MAP's scenes" is field mode on those same scenes, the
+baseline MAP is to be compared with.
 
 scarlet (``btk.deblend.Scarlet``, true positions) runs when ``import scarlet`` works and is skipped otherwise;
 see ``../shared/README.md`` for building it.
@@ -54,7 +56,10 @@ FAILURE = 0.5  # |Δf/f| above which a target's flux is a failure, to be flagged
 MATCH_RADIUS = 2.0  # pixels: a true galaxy is found when a detection is paired with it this close
 METHODS = ("none", "sep", "vae_truth", "field", "field_map", "scarlet")
 LABELS = {"none": "no deblending", "sep": "sep segmentation", "vae_truth": "VAE at true positions",
-          "field": "VAE field mode", "field_map": "VAE field + MAP", "scarlet": "scarlet (true positions)"}
+          "field": "VAE field mode", "field_on_map_scenes": "VAE field, MAP's scenes", "field_map": "VAE field + MAP",
+          "scarlet": "scarlet (true positions)"}
+# Rows of the table: each method, and field mode again on the scenes that MAP ran on, MAP's baseline.
+ROWS = ("none", "sep", "vae_truth", "field", "field_on_map_scenes", "field_map", "scarlet")
 
 
 def scarlet_available():
@@ -204,12 +209,13 @@ def run(args):
     magnitude, blendedness = np.array(magnitude), np.array(blendedness)
     true_shapes = adaptive_shapes(truth, BAND, LSST.pixel_scale)
     table, bins, per_target = {}, {}, {}
-    for method in METHODS:
-        if not runs[method]:
+    for row_name in ROWS:
+        method = "field" if row_name == "field_on_map_scenes" else row_name
+        if not runs[method] or (row_name == "field_on_map_scenes" and not runs["field_map"]):
             continue
         images = np.array(estimates[method], dtype=np.float64)
         valid = np.all(np.isfinite(images), axis=(1, 2, 3))
-        if method == "field_map":
+        if row_name in ("field_map", "field_on_map_scenes"):
             valid[args.map_scenes:] = False
         de = np.full((len(images), 2), np.nan)
         de[valid] = adaptive_shapes(images[valid], BAND, LSST.pixel_scale) - true_shapes[valid]
@@ -219,11 +225,12 @@ def run(args):
         ssim_values[valid] = ssim_scores(images[valid], truth[valid], BAND)
         cosine = np.full(len(images), np.nan)
         cosine[valid] = cosine_similarities(images[valid], truth[valid])
-        rows = valid if method in ("field_map", "scarlet") else slice(None)
+        rows = valid if row_name in ("field_map", "field_on_map_scenes", "scarlet") else slice(None)
         row = summarise(de[rows], flux[rows], ssim_values[rows], cosine[rows], BAND)
         row["median_ssim"] = float(np.nanmedian(ssim_values[rows]))
         row["n_runs"] = runs[method]
-        row["n_method_failures"] = int(runs[method] - np.sum(valid[:runs[method]])) if method != "field_map" else 0
+        row["n_method_failures"] = (int(runs[method] - np.sum(valid[:runs[method]]))
+                                    if row_name not in ("field_map", "field_on_map_scenes") else 0)
         row["seconds_per_scene"] = seconds[method] / runs[method]
         out_of_range, merged = np.array(flags[method][:len(images)], dtype=bool).reshape(-1, 2).T
         failed = valid & (np.abs(flux[:, BAND]) > FAILURE)
@@ -231,14 +238,15 @@ def run(args):
         row["flux_failures_out_of_range"] = int(np.sum(failed & out_of_range))
         row["flux_failures_likely_merged"] = int(np.sum(failed & merged))
         row["flagged_out_of_range"] = int(np.sum(valid & out_of_range))
-        per_target[method] = {"abs_flux_error": np.where(valid, np.abs(flux[:, BAND]), np.nan).tolist(),
-                              "de1": de[:, 0].tolist(), "out_of_range": out_of_range.tolist(),
-                              "likely_merged": merged.tolist(),
-                              "model_blendedness": list(model_blendedness.get(method, []))}
-        table[method] = row
+        if row_name != "field_on_map_scenes":  # its targets are field's, already there
+            per_target[method] = {"abs_flux_error": np.where(valid, np.abs(flux[:, BAND]), np.nan).tolist(),
+                                  "de1": de[:, 0].tolist(), "out_of_range": out_of_range.tolist(),
+                                  "likely_merged": merged.tolist(),
+                                  "model_blendedness": list(model_blendedness.get(method, []))}
+        table[row_name] = row
         abs_de1, abs_flux = np.abs(de[:, 0]), np.abs(flux[:, BAND])
         keep = valid
-        bins[method] = {
+        bins[row_name] = {
             "blendedness": {"abs_de1": binned_statistics(blendedness[keep], abs_de1[keep], BLENDEDNESS_EDGES),
                             "abs_flux_error": binned_statistics(blendedness[keep], abs_flux[keep], BLENDEDNESS_EDGES)},
             "magnitude": {"abs_de1": binned_statistics(magnitude[keep], abs_de1[keep], MAG_EDGES),
