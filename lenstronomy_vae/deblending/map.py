@@ -1,8 +1,14 @@
 """MAP refinement of a deblended scene: the latent vectors of all its galaxies, fitted jointly.
 
-:func:`map_refine` minimises ``½ Σ (image − Σ_k PSF ⊗ decoder(z_k))² / σ² + ½ Σ_k |z_k|²``
-(Gaussian likelihood with variance sky + max(image, 0), N(0, 1) prior) by L-BFGS with the
-decoder's gradients. Images are (H, W, bands) in the survey's image units.
+:func:`map_refine` minimises ``½ Σ (image − Σ_k PSF ⊗ decoder(z_k))² / σ² + ½ Σ_k |(z_k − μ) / s|²``
+(Gaussian likelihood with variance sky + max(image, 0); the deblender's learned latent prior
+N(μ, s²), :mod:`lenstronomy_vae.networks.latent_prior`, or N(0, 1) when it has none) by L-BFGS with
+the decoder's gradients. Images are (H, W, bands) in the survey's image units.
+
+On the same 100 BlendingToolKit scenes (``benchmarks/btk_deblending.py --seed 1``), MAP after field
+mode with ``lsst45_deblender`` under N(0, 1) raised the median |Δf/f| of targets with blendedness
+below 0.2 from 6.8 % to 10.3 %; under the learned prior it left it at 6.8 %, and lowered σ(Δe1) of all
+targets from 0.091 to 0.084 (N(0, 1): 0.086).
 """
 
 import functools
@@ -20,6 +26,7 @@ from lenstronomy_vae.deblending.scene_model import (
     survey_kernels,
 )
 from lenstronomy_vae.networks.decoding import to_image_units
+from lenstronomy_vae.networks.latent_prior import LatentPrior
 from lenstronomy_vae.sims.surveys import get_survey
 
 # MAP latents stay within ±5σ of the N(0, 1) prior, away from where the decoder saturates.
@@ -36,11 +43,11 @@ def _shift_matrices(offsets, stamp_size, image_size):
     return matrices
 
 
-def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=LATENT_BOUND):
+def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=LATENT_BOUND, latent_prior=None):
     """Maximum a posteriori latents of all galaxies of a scene, fitted jointly.
 
     Starts from ``result``'s latents and keeps its stamp positions and flux scales. Minimises
-    ``½ Σ (image − model)² / σ² + ½ Σ_k |z_k|²`` by L-BFGS-B (scipy) with gradients through
+    ``½ Σ (image − model)² / σ² + ½ Σ_k |(z_k − μ) / s|²`` by L-BFGS-B (scipy) with gradients through
     the decoder (TensorFlow), where ``model`` is the sum of the decoded galaxies convolved
     with the PSF and σ² = sky + max(image, 0) per pixel. A line search makes every accepted
     step lower the loss; plain gradient steps (Adam at 0.05) diverged on LSST-like scenes,
@@ -54,6 +61,9 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
         survey: survey name or :class:`~lenstronomy_vae.sims.surveys.Survey`.
         steps: largest number of L-BFGS iterations.
         latent_bound: each latent stays in [−bound, bound] (the N(0, 1) prior's far tail).
+        latent_prior: the prior N(μ, s²) of each latent, a
+            :class:`~lenstronomy_vae.networks.latent_prior.LatentPrior`; None for the deblender's own
+            (its manifest's ``latent_prior``), or N(0, 1) when it has none.
 
     Returns:
         a new :class:`SceneResult` with the refined galaxies; its ``map_loss`` holds the loss
@@ -67,12 +77,14 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
     size = deblender.config.image_size
     galaxies = result.galaxies
     start = np.stack([g.latent for g in galaxies])
+    prior = _prior_of(deblender, latent_prior)
     scales = np.stack([g.scale for g in galaxies])
     constants = (tf.constant(scales, tf.float32),
                  tf.constant(_shift_matrices([g.row0 for g in galaxies], size, image.shape[0])),
                  tf.constant(_shift_matrices([g.col0 for g in galaxies], size, image.shape[1])),
                  tf.constant(image, tf.float64), tf.constant(1.0 / (sky + np.maximum(image, 0.0)), tf.float64),
-                 tf.constant(_as_filters(kernels)))
+                 tf.constant(_as_filters(kernels)), tf.constant(prior.mean, tf.float64),
+                 tf.constant(prior.std, tf.float64))
     loss_and_gradient = _map_loss(deblender)
 
     def objective(flat):
@@ -91,6 +103,19 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
     return SceneResult(refined, model, image - model, map_loss=(before, min(fitted.fun, before)))
 
 
+def _prior_of(deblender, latent_prior):
+    """The latent prior of a MAP fit: ``latent_prior``, else the deblender's own, else N(0, 1); checked."""
+    latent_dim = deblender.config.latent_dim
+    prior = latent_prior if latent_prior is not None else getattr(deblender, "latent_prior", None)
+    if prior is None:
+        return LatentPrior(np.zeros(latent_dim), np.ones(latent_dim))
+    if not isinstance(prior, LatentPrior):
+        raise TypeError(f"latent_prior must be a LatentPrior or None, got {type(prior).__name__}")
+    if prior.latent_dim != latent_dim:
+        raise ValueError(f"the latent prior has {prior.latent_dim} latents, the deblender {latent_dim}")
+    return prior
+
+
 def _as_filters(kernels):
     """(bands, k, k) convolution kernels as depthwise_conv2d filters (k, k, bands, 1), which correlate."""
     return np.transpose(kernels[:, ::-1, ::-1], (1, 2, 0))[:, :, :, None].astype(np.float32)
@@ -102,7 +127,7 @@ def _map_loss(deblender):
     decoder, normalization = deblender.decoder, deblender.normalization
 
     @tf.function(reduce_retracing=True)
-    def loss_and_gradient(latents, scales, rows, cols, image, inverse_variance, filters):
+    def loss_and_gradient(latents, scales, rows, cols, image, inverse_variance, filters, prior_mean, prior_std):
         with tf.GradientTape() as tape:
             tape.watch(latents)
             decoded = to_image_units(normalization, decoder(latents, training=False))
@@ -111,7 +136,7 @@ def _map_loss(deblender):
             # The sums in float64: the line search compares losses of ~10⁵ that differ by ~10⁻².
             model = tf.cast(tf.einsum("krh,khwc,ksw->rsc", rows, convolved, cols), tf.float64)
             loss = 0.5 * tf.reduce_sum(tf.square(image - model) * inverse_variance) + 0.5 * tf.reduce_sum(
-                tf.square(tf.cast(latents, tf.float64)))
+                tf.square((tf.cast(latents, tf.float64) - prior_mean) / prior_std))
         return loss, tape.gradient(loss, latents)
 
     return loss_and_gradient

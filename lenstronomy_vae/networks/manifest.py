@@ -90,7 +90,7 @@ def export_model(model, path):
 
 
 def add_to_manifest(directory, name, model_file, vae, training_data, metrics, default=False, kind="vae",
-                    parent=None, training_range=None):
+                    parent=None, training_range=None, latent_prior=None):
     """Record a model file in ``directory/manifest.json``, written atomically.
 
     Args:
@@ -107,6 +107,9 @@ def add_to_manifest(directory, name, model_file, vae, training_data, metrics, de
         training_range: the range of the training stamps
             (:func:`lenstronomy_vae.networks.training_range.summarise_training_range`), which
             field mode flags deblended galaxies against; None records none.
+        latent_prior: the ``latent_prior`` entry
+            (:meth:`lenstronomy_vae.networks.latent_prior.LatentPrior.to_manifest`), the prior of MAP
+            refinement; None records none.
     """
     directory = pathlib.Path(directory)
     manifest = read_manifest(directory)
@@ -126,6 +129,7 @@ def add_to_manifest(directory, name, model_file, vae, training_data, metrics, de
         "training_data": training_data,
         "metrics": metrics,
         **({"training_range": training_range} if training_range else {}),
+        **({"latent_prior": latent_prior} if latent_prior else {}),
         "created": datetime.date.today().isoformat(),
     }
     manifest.setdefault("default", None)

@@ -18,6 +18,7 @@ import zipfile
 import keras
 
 from lenstronomy_vae.networks.deblender import Deblender
+from lenstronomy_vae.networks.latent_prior import LatentPrior
 from lenstronomy_vae.networks.regressor import LatentRegressor
 from lenstronomy_vae.networks.training_range import TrainingRange
 from lenstronomy_vae.networks.vae import GalaxyVAE
@@ -162,7 +163,8 @@ def load_network(model, kind=None):
     Returns:
         the network, with ``training_range``: the
         :class:`~lenstronomy_vae.networks.training_range.TrainingRange` of its manifest entry, None for
-        a model without one (trained before ranges were recorded, or given by path).
+        a model without one (trained before ranges were recorded, or given by path); and ``latent_prior``:
+        the :class:`~lenstronomy_vae.networks.latent_prior.LatentPrior` of its manifest entry, or None.
     """
     kind = kind or GalaxyVAE
     path, entry = resolve(model)
@@ -189,6 +191,15 @@ def load_network(model, kind=None):
     except (TypeError, ValueError) as error:
         raise ModelFileError(f"the manifest entry of {str(path)!r} has an unusable training_range ({error}); "
                              "repair or remove it") from None
+    try:
+        network.latent_prior = LatentPrior.from_manifest(entry)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"the manifest entry of {str(path)!r} has an unusable latent_prior ({error}); "
+                             "repair or remove it") from None
+    prior = network.latent_prior
+    if prior is not None and prior.latent_dim != network.config.latent_dim:
+        raise ModelFileError(f"the manifest entry of {str(path)!r} has a latent_prior of {prior.latent_dim} latents "
+                             f"for a network of {network.config.latent_dim}; repair or remove it")
     return network
 
 

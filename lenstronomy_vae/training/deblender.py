@@ -17,7 +17,13 @@ from lenstronomy_vae.sims.blends import BlendSet
 from lenstronomy_vae.sims.rendering import convolve_bands
 from lenstronomy_vae.training.arrays import deblender_arrays
 from lenstronomy_vae.training.loop import check_training_options, cosine_adam, fit_resumable, run_summary
-from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry, training_range_of
+from lenstronomy_vae.training.shipping import (
+    latent_prior_of,
+    ship,
+    split_three,
+    training_data_entry,
+    training_range_of,
+)
 
 
 def train_deblender(vae, train_set, validation_set, epochs, checkpoint_dir, latent_weight=0.0, batch_size=64,
@@ -81,7 +87,9 @@ def train_and_ship_deblender(data, vae, name, weights_dir, checkpoint_dir, epoch
     Returns:
         dict: held-out σ(Δe), flux errors, SSIM, cosine similarity, losses, seconds, hardware. The
         manifest entry also records the training scenes' range (``training_range``, see
-        :func:`lenstronomy_vae.training.shipping.training_range_of`), which field mode flags galaxies against.
+        :func:`lenstronomy_vae.training.shipping.training_range_of`), which field mode flags galaxies against, and
+        the prior of MAP refinement (``latent_prior``: the VAE encoder's latent means of the training scenes'
+        isolated noisy targets, :func:`lenstronomy_vae.training.shipping.latent_prior_of`).
 
     Raises:
         lenstronomy_vae.networks.ModelFileError: the name is taken (and not ``overwrite``) or unusable,
@@ -105,5 +113,7 @@ def train_and_ship_deblender(data, vae, name, weights_dir, checkpoint_dir, epoch
     training_data = training_data_entry(data, blends, train_set, validation_set, held_out_set)
     training_range = training_range_of(train_set, deblender, encoder_input=train_set.blend,
                                        source=f"the {len(train_set)} training scenes of {training_data['file']}")
+    latent_prior = latent_prior_of(decoder_vae, train_set.target_noisy,
+                                   f"the isolated noisy targets of the training scenes of {training_data['file']}")
     return ship(deblender, name, weights_dir, training_data, summary, kind="deblender", parent=str(vae),
-                overwrite=overwrite, training_range=training_range)
+                overwrite=overwrite, training_range=training_range, latent_prior=latent_prior)

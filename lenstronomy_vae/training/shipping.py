@@ -5,6 +5,8 @@ import pathlib
 import numpy as np
 
 from lenstronomy_vae.deblending.scene_model import stamp_measures
+from lenstronomy_vae.networks.decoding import encode
+from lenstronomy_vae.networks.latent_prior import LatentPrior
 from lenstronomy_vae.networks.manifest import add_to_manifest, check_new_model, export_model, new_model_file
 from lenstronomy_vae.networks.training_range import summarise_training_range
 from lenstronomy_vae.sims.shapes import adaptive_moments_size
@@ -12,7 +14,7 @@ from lenstronomy_vae.utils.checks import check_count
 
 
 def ship(model, name, weights_dir, training_data, summary, kind, parent=None, default=False, overwrite=False,
-         training_range=None):
+         training_range=None, latent_prior=None):
     """Export a trained network to a new ``.keras`` file in ``weights_dir`` and record it in the manifest.
 
     No existing file is written over: the model goes to ``name.keras`` (``name-2.keras``, ...
@@ -27,6 +29,7 @@ def ship(model, name, weights_dir, training_data, summary, kind, parent=None, de
         kind, parent, default: as in :func:`lenstronomy_vae.networks.manifest.add_to_manifest`.
         overwrite: allow a name that is shipped or already in ``weights_dir``.
         training_range: the manifest's ``training_range`` entry (:func:`training_range_of`); None for none.
+        latent_prior: the manifest's ``latent_prior`` entry (:func:`latent_prior_of`); None for none.
 
     Returns:
         the summary with ``model_file`` and ``model_bytes`` added.
@@ -43,8 +46,26 @@ def ship(model, name, weights_dir, training_data, summary, kind, parent=None, de
         model_file.unlink()  # the empty file that claimed the name
         raise
     add_to_manifest(directory, name, model_file, model, training_data, summary, default=default, kind=kind,
-                    parent=parent, training_range=training_range)
+                    parent=parent, training_range=training_range, latent_prior=latent_prior)
     return {**summary, "model_file": str(model_file), "model_bytes": model_file.stat().st_size}
+
+
+# Stamps whose latent means make a latent prior: the mean and σ of 2,000 draws are good to ~2 % of σ.
+LATENT_PRIOR_STAMPS = 2000
+
+
+def latent_prior_of(vae, stamps, source):
+    """The ``latent_prior`` manifest entry: the VAE encoder's latent means of isolated galaxies (see
+    :mod:`lenstronomy_vae.networks.latent_prior`).
+
+    Args:
+        vae: the VAE whose encoder places the galaxies (a deblender's parent, for a deblender).
+        stamps: (n, H, W, bands) noisy isolated galaxies as the VAE's encoder reads them [image units]; the
+            first :data:`LATENT_PRIOR_STAMPS` are used.
+        source: where the stamps came from, recorded with the prior.
+    """
+    stamps = stamps[:LATENT_PRIOR_STAMPS]
+    return LatentPrior.of_latents(encode(vae, stamps)).to_manifest(len(stamps), source)
 
 
 def training_data_entry(data, stamps, train_set, validation_set, held_out_set):

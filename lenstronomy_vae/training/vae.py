@@ -14,7 +14,13 @@ from lenstronomy_vae.sims.datasets import file_format
 from lenstronomy_vae.sims.galaxies import GalaxySet
 from lenstronomy_vae.training.arrays import training_arrays
 from lenstronomy_vae.training.loop import check_training_options, cosine_adam, fit_resumable, run_summary
-from lenstronomy_vae.training.shipping import ship, split_three, training_data_entry, training_range_of
+from lenstronomy_vae.training.shipping import (
+    latent_prior_of,
+    ship,
+    split_three,
+    training_data_entry,
+    training_range_of,
+)
 from lenstronomy_vae.utils.checks import check_count
 
 
@@ -114,7 +120,8 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
     Returns:
         dict: held-out median SSIM and relative flux errors, losses, seconds, hardware, file size. The
         manifest entry also records the training stamps' range (``training_range``, see
-        :func:`lenstronomy_vae.training.shipping.training_range_of`).
+        :func:`lenstronomy_vae.training.shipping.training_range_of`) and the latent prior of MAP refinement
+        (``latent_prior``, :func:`lenstronomy_vae.training.shipping.latent_prior_of`, from the training stamps).
 
     Raises:
         lenstronomy_vae.networks.ModelFileError: the name is taken (and not ``overwrite``) or unusable;
@@ -143,5 +150,6 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
     training_data = training_data_entry(data, galaxies, train_set, validation_set, held_out_set)
     training_range = training_range_of(train_set, vae,
                                        source=f"the {len(train_set)} training stamps of {training_data['file']}")
+    latent_prior = latent_prior_of(vae, train_set.observed, f"the first training stamps of {training_data['file']}")
     return ship(vae, name, weights_dir, training_data, summary, kind="vae", default=default, overwrite=overwrite,
-                training_range=training_range)
+                training_range=training_range, latent_prior=latent_prior)

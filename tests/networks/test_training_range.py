@@ -128,6 +128,8 @@ def test_training_records_the_range_of_its_training_set(lsst_vae, lsst_scenes, t
                                                      decoder_filters=(4, 4, 4, 4), dense_units=8))
     entry = read_manifest(weights)["models"]["tiny_vae"]["training_range"]
     assert entry["stamps"] == 6 and entry["bands"] == ["F814W"] and entry["size"]["band"] == "F814W"
+    prior = read_manifest(weights)["models"]["tiny_vae"]["latent_prior"]  # MAP's prior, from the training stamps
+    assert prior["stamps"] == 6 and len(prior["mean"]) == len(prior["std"]) == 2
 
 
 @pytest.mark.slow
