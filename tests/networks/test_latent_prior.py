@@ -107,7 +107,39 @@ def test_training_a_deblender_records_the_prior_of_its_targets(lsst_vae, lsst_sc
 @pytest.mark.slow
 def test_the_shipped_lsst_networks_carry_a_latent_prior():
     manifest = read_manifest(weights_dir())["models"]
-    for name in ("lsst45", "lsst45_deblender"):
+    for name in ("lsst45", "lsst45_deblender", "lsst45_wide", "lsst45_wide_deblender"):
         prior = LatentPrior.from_manifest(manifest[name])
         assert prior.latent_dim == manifest[name]["latent_dim"] and manifest[name]["latent_prior"]["stamps"] == 2000
-        assert 0.05 < prior.std.min() and prior.std.max() < 3.0
+        assert 0.05 < prior.std.min() and prior.std.max() < 3.0  # latent units
+
+
+def _record_script():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "training" / "record_latent_prior.py"
+    spec = importlib.util.spec_from_file_location("record_latent_prior", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_model_trained_without_a_prior_gets_the_one_training_would_have_recorded(lsst_vae, lsst_scenes, user_home,
+                                                                                    tmp_path):
+    data = tmp_path / "blends.h5"
+    lsst_scenes.save_hdf5(data)
+    recorded = {"file": "blends.h5", "held_out": 4, "validation": 4, "train": 16}
+    ship(lsst_vae, "parent_vae", None, recorded, {}, kind="vae")
+    ship(Deblender.from_vae(lsst_vae), "old_deblender", None, recorded, {}, kind="deblender", parent="parent_vae")
+    script = _record_script()
+    assert script.main(["old_deblender", str(data)]) == 0
+    entry = read_manifest(user_home / "models")["models"]["old_deblender"]["latent_prior"]
+    _, rest = lsst_scenes.split(4)
+    _, train = rest.split(4)
+    assert entry == {**latent_prior_of(lsst_vae, train.target_noisy, ""), "source": entry["source"]}
+    assert "parent_vae's encoder" in entry["source"]
+    assert load_network("old_deblender", Deblender).latent_prior.latent_dim == lsst_vae.config.latent_dim
+    other = tmp_path / "other.h5"
+    lsst_scenes.save_hdf5(other)
+    with pytest.raises(SystemExit):  # another file than the one it was trained on
+        script.main(["parent_vae", str(other)])
