@@ -4,8 +4,9 @@ Each real HST/COSMOS F814W galaxy of ``../shared/data/cosmos`` brighter than ``-
 source behind its own simulated SIE + external shear lens, observed at two (or more) signal-to-noise
 ratios, and every observation is fitted, side by side in one run and under the same PSO budget
 (``--pso-particles``, ``--pso-iterations``), with each source model:
-  - VAE: the 'VAE' profile (default model), PSO with the latents held at the mean galaxy (0), then
-    'LM' on every parameter (``warm_start_steps``), latents under their standard-normal prior;
+  - VAE: the 'VAE' profile (default model), as ``fit_lens`` fits it: two warm starts sharing the PSO
+    particles, each a PSO with the latents held at the mean galaxy (0) then 'LM' on every parameter
+    (``warm_start_steps``), the better kept; latents under their standard-normal prior;
   - SHAPELETS<n> for each n_max of ``--shapelet-nmax`` (default 8 and 15: 45 and 136 coefficients):
     coefficients solved linearly by lenstronomy, beta and centre by PSO then SIMPLEX;
   - SERSIC_ELLIPSE: PSO then SIMPLEX (amplitude solved linearly).
@@ -101,6 +102,7 @@ from real_galaxies import (  # noqa: E402
 
 from lenstronomy_vae import latent_prior, load_galaxy_model, vae_source_params  # noqa: E402  (registers 'VAE', 'LM')
 from lenstronomy_vae.lensing import LensSettings, lens_params_start, warm_start_steps  # noqa: E402
+from lenstronomy_vae.lensing.lens_fit import STARTS  # noqa: E402
 from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS  # noqa: E402
 from lenstronomy_vae.utils import write_json  # noqa: E402
 
@@ -158,6 +160,8 @@ class SourceModel:
         params: [init, sigma, fixed, lower, upper], each a one-element list.
         likelihood: ``kwargs_likelihood``.
         steps: ``fit_sequence`` steps.
+        starts: how many times the steps run from the start, each with its own seed; the fit with the best
+            likelihood is kept (as ``fit_lens`` does for a VAE source).
     """
 
     name: str
@@ -166,6 +170,7 @@ class SourceModel:
     params: list
     likelihood: dict
     steps: list
+    starts: int = 1
 
 
 # ----------------------------------------------------------------------------- truth
@@ -274,14 +279,15 @@ def _pso(settings):
 
 
 def vae_source(settings, model=None):
-    """'VAE' source at the origin with the model's pixel scale; PSO with the latents at 0, then LM; latents under
-    N(0, ``settings.latent_prior_sigma``²)."""
+    """'VAE' source at the origin with the model's pixel scale; as ``fit_lens``: ``STARTS`` warm starts sharing the
+    PSO particles, each a PSO with the latents at 0 then LM; latents under N(0, ``settings.latent_prior_sigma``²)."""
     galaxy_model = load_galaxy_model(model)
     params = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)
     likelihood = {"source_marg": False, "check_positive_flux": True,
                   "prior_source": latent_prior(0, model=model, sigma=settings.latent_prior_sigma)}
-    steps = warm_start_steps(galaxy_model.latent_dim, _pso(settings)[1], settings.lm_iterations)
-    return SourceModel("VAE", "VAE", {"model": model}, [[part] for part in params], likelihood, steps)
+    pso = {**_pso(settings)[1], "n_particles": settings.pso_particles // STARTS}
+    steps = warm_start_steps(galaxy_model.latent_dim, pso, settings.lm_iterations)
+    return SourceModel("VAE", "VAE", {"model": model}, [[part] for part in params], likelihood, steps, STARTS)
 
 
 def sersic_source(settings):
@@ -330,12 +336,15 @@ def fit_lensed(observation, source, seed, footprint=None):
     if source.profile_kwargs is not None:
         kwargs_model["source_light_profile_kwargs_list"] = [source.profile_kwargs]
     kwargs_params = {"lens_model": lens_params_start(), "source_model": source.params}
-    np.random.seed(seed)
-    fitting = FittingSequence(_lens_data(observation), kwargs_model, {}, source.likelihood, kwargs_params)
+    fittings = []
     start = time.perf_counter()
-    with _quiet():
-        fitting.fit_sequence(source.steps)
+    for k in range(source.starts):
+        np.random.seed(seed + 1000 * k)
+        fittings.append(FittingSequence(_lens_data(observation), kwargs_model, {}, source.likelihood, kwargs_params))
+        with _quiet():
+            fittings[-1].fit_sequence(source.steps)
     seconds = time.perf_counter() - start
+    fitting = max(fittings, key=lambda candidate: candidate.best_fit_likelihood())
     kwargs = fitting.best_fit()
     image_fit = fitting.likelihood_class.image_likelihood.imSim
     model_image, _, _, amplitudes = image_fit.image_linear_solve(kwargs_lens=kwargs["kwargs_lens"],

@@ -179,7 +179,7 @@ def build_parser():
     many.add_argument("--out", default="fit_many_output", help="output directory")
     many.add_argument("--model", default=None, help="source model name or .keras path (default: the default model)")
     many.add_argument("--seed", type=int, default=0, help="lens k is fitted with seed + k")
-    many.add_argument("--pso-particles", type=int, default=60, help="PSO particles")
+    many.add_argument("--pso-particles", type=int, default=60, help="PSO particles, shared by the 2 warm starts")
     many.add_argument("--pso-iterations", type=int, default=60, help="PSO iterations")
     many.add_argument("--lm-iterations", type=int, default=50, help="LM iteration budget")
     many.add_argument("--mcmc-burn", type=int, default=100, help="emcee burn-in steps")

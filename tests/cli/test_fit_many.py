@@ -77,3 +77,9 @@ def test_two_workers_give_the_serial_results(lens_table, tmp_path, galaxy_model_
                                map_function=map_function)
     for column in ("theta_E", "e1", "gamma2", "reduced_chi2"):
         np.testing.assert_allclose(parallel[column], serial[column], rtol=1e-9)
+
+
+def test_too_few_pso_particles_for_the_warm_starts_is_a_clear_error(tmp_path, capsys):
+    arguments = ["fit-many", str(tmp_path / "lenses.ecsv"), "--out", str(tmp_path / "out"), "--pso-particles", "3"]
+    assert main(arguments) == 2
+    assert "--pso-particles 3 cannot be shared among the fit's 2 warm starts" in capsys.readouterr().err
