@@ -34,6 +34,7 @@ def main():
                         default=["training_range", "latent_prior"], help="the manifest entries to write")
     args = parser.parse_args()
     manifest = read_manifest()
+    lsst45 = load_network("lsst45", GalaxyVAE)  # whose encoder places the galaxies of both priors
     for name, kind, options, config, seed, skip in SHIPPED:
         entry = manifest["models"][name]
         scenes = simulate_blends(skip + args.n, BlendSimConfig(**config), seed=seed, processes=args.processes)
@@ -46,8 +47,7 @@ def main():
             entry["training_range"] = training_range_of(train, network, encoder_input=encoder_input, source=source)
             print(name, entry["training_range"], flush=True)
         if "latent_prior" in args.record:
-            entry["latent_prior"] = latent_prior_of(load_network("lsst45", GalaxyVAE), train.target_noisy,
-                                                    f"isolated noisy targets of {source}")
+            entry["latent_prior"] = latent_prior_of(lsst45, train.target_noisy, f"isolated noisy targets of {source}")
             print(name, "latent prior std", [round(s, 2) for s in entry["latent_prior"]["std"]], flush=True)
     write_json(weights_dir() / MANIFEST_NAME, manifest)
 

@@ -106,14 +106,12 @@ def map_refine(deblender, image, result, survey="lsst", steps=100, latent_bound=
 
 def _prior_of(deblender, latent_prior):
     """The latent prior of a MAP fit: ``latent_prior``, else the deblender's own, else N(0, 1); checked."""
-    latent_dim = deblender.config.latent_dim
     prior = latent_prior if latent_prior is not None else getattr(deblender, "latent_prior", None)
     if prior is None:
-        return LatentPrior(np.zeros(latent_dim), np.ones(latent_dim))
+        return LatentPrior.standard(deblender.config.latent_dim)
     if not isinstance(prior, LatentPrior):
         raise TypeError(f"latent_prior must be a LatentPrior or None, got {type(prior).__name__}")
-    if prior.latent_dim != latent_dim:
-        raise ValueError(f"the latent prior has {prior.latent_dim} latents, the deblender {latent_dim}")
+    prior.check_latent_dim(deblender.config.latent_dim)
     return prior
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 from lenstronomy_vae.lensing.profile import VAEProfile, latent_names
+from lenstronomy_vae.utils.checks import check_positive
 
 # Step sizes of the initial sampling distribution (kwargs_sigma), in the parameters' units.
 _LATENT_SIGMA = 0.5  # half the prior width: PSO/MCMC explore the bulk of N(0, 1)
@@ -114,10 +115,9 @@ def latent_prior(index, model=None, band=None, sigma=1.0):
         ``'prior_lens_light'``); concatenate the lists of several components.
 
     Raises:
-        ValueError: ``sigma`` not a positive number.
+        ValueError: ``sigma`` not a finite positive number.
     """
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) or not sigma > 0:
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    check_positive("sigma", sigma)
     profile = VAEProfile(model=model, band=band)
     return [[int(index), name, 0.0, float(sigma)] for name in latent_names(profile.latent_dim)]
 

@@ -43,6 +43,16 @@ class LatentPrior:
         return self.mean.size
 
     @classmethod
+    def standard(cls, latent_dim):
+        """N(0, 1) on each of ``latent_dim`` latents: the VAE's own prior."""
+        return cls(np.zeros(latent_dim), np.ones(latent_dim))
+
+    def check_latent_dim(self, latent_dim):
+        """Raise ValueError unless the prior is over ``latent_dim`` latents (a network's)."""
+        if self.latent_dim != latent_dim:
+            raise ValueError(f"the latent prior has {self.latent_dim} latents, the network {latent_dim}")
+
+    @classmethod
     def of_latents(cls, latents):
         """The prior of latent vectors (n, latent_dim): their mean and standard deviation per latent."""
         latents = np.asarray(latents, dtype=np.float64)

@@ -193,13 +193,11 @@ def load_network(model, kind=None):
                              "repair or remove it") from None
     try:
         network.latent_prior = LatentPrior.from_manifest(entry)
+        if network.latent_prior is not None:
+            network.latent_prior.check_latent_dim(network.config.latent_dim)
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"the manifest entry of {str(path)!r} has an unusable latent_prior ({error}); "
                              "repair or remove it") from None
-    prior = network.latent_prior
-    if prior is not None and prior.latent_dim != network.config.latent_dim:
-        raise ModelFileError(f"the manifest entry of {str(path)!r} has a latent_prior of {prior.latent_dim} latents "
-                             f"for a network of {network.config.latent_dim}; repair or remove it")
     return network
 
 

@@ -5,8 +5,6 @@ written under a temporary name and renamed, so a kill at any moment leaves a usa
 """
 
 import json
-import math
-import numbers
 import os
 import pathlib
 import time
@@ -15,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lenstronomy_vae.utils.checks import check_count, check_seed
+from lenstronomy_vae.utils.checks import check_count, check_positive, check_seed
 from lenstronomy_vae.utils.files import atomic_path, write_json
 
 STATE_NAME = "state.json"
@@ -93,9 +91,7 @@ def check_training_options(epochs, batch_size, learning_rate, seed, checkpoint_d
     """
     check_count("epochs", epochs)
     check_count("batch_size", batch_size)
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) \
-            or not math.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+    check_positive("learning_rate", learning_rate)
     check_seed(seed)
     if pathlib.Path(checkpoint_dir).exists() and not pathlib.Path(checkpoint_dir).is_dir():
         raise ValueError(f"checkpoint directory {str(checkpoint_dir)!r} is a file, not a directory")

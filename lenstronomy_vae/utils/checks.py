@@ -21,6 +21,13 @@ def check_count(name, value):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def check_positive(name, value):
+    """Raise ValueError unless ``value`` is a finite positive real number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
 def check_seed(seed):
     """Raise ValueError unless ``seed`` is a non-negative integer (not a bool)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -9,7 +9,7 @@ from lenstronomy_vae.networks.model_files import ModelFileError, load_network, r
 from lenstronomy_vae.networks.training_range import TrainingRange, summarise_training_range
 from lenstronomy_vae.sims.galaxies import GalaxySimConfig, simulate_galaxies
 from lenstronomy_vae.training.deblender import train_and_ship_deblender
-from lenstronomy_vae.training.shipping import ship, training_range_of
+from lenstronomy_vae.training.shipping import latent_prior_of, ship, training_range_of
 from lenstronomy_vae.training.vae import train_and_ship
 
 BANDS = ("g", "r", "i")
@@ -119,6 +119,9 @@ def test_training_records_the_range_of_its_training_set(lsst_vae, lsst_scenes, t
     _, train = rest.split(4)
     assert entry["stamps"] == 16 and "the 16 training scenes of blends.h5" in entry["source"]
     assert entry == {**training_range_of(train, lsst_vae, encoder_input=train.blend), "source": entry["source"]}
+    prior = read_manifest(weights)["models"]["tiny_deblender"]["latent_prior"]  # MAP's, from the targets
+    assert prior == {**latent_prior_of(lsst_vae, train.target_noisy, ""), "source": prior["source"]}
+    assert "blends.h5" in prior["source"]
     assert load_network(str(weights / "tiny_deblender.keras"), Deblender).training_range is None  # by path
 
     galaxies = tmp_path / "galaxies.h5"
