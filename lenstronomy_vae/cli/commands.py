@@ -68,7 +68,7 @@ def train_command(args):
         args.data, args.name, args.weights_dir, args.checkpoint_dir or f"runs/{args.name}",
         args.epochs, config_options=options, held_out=args.held_out, validation=args.validation,
         batch_size=args.batch_size, learning_rate=args.learning_rate, kl_warmup_epochs=args.kl_warmup_epochs,
-        seed=args.seed, default=args.default, overwrite=args.overwrite)
+        seed=args.seed, augment=args.augment, default=args.default, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
     return 0
 

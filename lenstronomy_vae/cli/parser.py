@@ -257,6 +257,8 @@ def build_parser():
     train.add_argument("--decoder-filters", type=int, nargs="+", default=[64, 32, 16, 8],
                        help="filters of the decoder's stride-2 transposed convolutions")
     train.add_argument("--dense-units", type=int, default=256, help="width of the encoder's dense layer")
+    train.add_argument("--augment", action="store_true",
+                       help="train every stamp in a random one of its eight orientations (quarter turns, mirror)")
     train.add_argument("--default", action="store_true",
                        help="make it the model used when none is named (in place of the shipped default)")
     train.set_defaults(run=handlers.train_command)

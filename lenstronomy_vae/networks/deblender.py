@@ -33,6 +33,9 @@ class Deblender(GalaxyVAE):
     """
 
     def __init__(self, config, normalization, kl_weight=1.0, seed=None, latent_weight=0.0, **kwargs):
+        if kwargs.pop("augment", False):
+            raise ValueError("a deblender cannot be trained with augment=True: its latent targets belong to the "
+                             "stamps as drawn, not turned")
         super().__init__(config, normalization, kl_weight=kl_weight, seed=seed, **kwargs)
         self.latent_weight = float(latent_weight)
         self.decoder.trainable = False

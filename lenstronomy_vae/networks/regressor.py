@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from lenstronomy_vae.networks.decoding import checked_stamps
+from lenstronomy_vae.networks.orientation import oriented, random_orientations
 from lenstronomy_vae.networks.vae import VAEConfig, build_encoder
 
 SHAPE_OUTPUTS = ("g1", "g2")
@@ -34,14 +35,11 @@ def augment(images, labels, quarter_turns, mirror, outputs=ALL_OUTPUTS):
     Returns:
         (images, labels) transformed.
     """
-    turned = tf.map_fn(lambda item: tf.image.rot90(item[0], item[1]), (images, quarter_turns),
-                       fn_output_signature=images.dtype)
-    flipped = tf.where(mirror[:, None, None, None], tf.reverse(turned, axis=[2]), turned)
     turn_sign = 1.0 - 2.0 * tf.cast(quarter_turns % 2, labels.dtype)
     mirror_sign = 1.0 - 2.0 * tf.cast(mirror, labels.dtype)
     signs = [turn_sign if name == "g1" else turn_sign * mirror_sign if name == "g2" else tf.ones_like(turn_sign)
              for name in outputs]
-    return flipped, labels * tf.stack(signs, axis=1)
+    return oriented(images, quarter_turns, mirror), labels * tf.stack(signs, axis=1)
 
 
 @keras.saving.register_keras_serializable(package="lenstronomy_vae")
@@ -107,9 +105,7 @@ class LatentRegressor(keras.Model):
 
     def train_step(self, data):
         images, labels = data
-        n = tf.shape(images)[0]
-        turns = keras.random.randint((n,), 0, 4, seed=self.seed_generator, dtype="int32")
-        mirror = keras.random.uniform((n,), seed=self.seed_generator) < 0.5
+        turns, mirror = random_orientations(tf.shape(images)[0], self.seed_generator)
         images, labels = augment(images, labels, turns, mirror, self.outputs_names)
         with tf.GradientTape() as tape:
             loss = self._loss(images, labels, training=True)

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from lenstronomy_vae.networks.normalization import ArcsinhTanhNormalization  # noqa: F401  (registers it for loading)
+from lenstronomy_vae.networks.orientation import oriented, random_orientations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,10 +133,14 @@ class GalaxyVAE(keras.Model):
         config: a :class:`VAEConfig` or its dict.
         normalization: the :class:`ArcsinhTanhNormalization` (or its config dict) of the data.
         kl_weight: initial weight of the KL term (β of the β-VAE); a callback can change it.
-        seed: seed of the sampling layer.
+        seed: seed of the sampling layer and of the orientations.
+        augment: train each stamp in one of its eight orientations, drawn anew every time
+            (:mod:`lenstronomy_vae.networks.orientation`: quarter turns and a mirror, the observed
+            stamp, target and weights turned together); measured on ``hst64.h5``, it keeps a
+            decoder with more filters from learning its training galaxies by heart.
     """
 
-    def __init__(self, config, normalization, kl_weight=1.0, seed=None, **kwargs):
+    def __init__(self, config, normalization, kl_weight=1.0, seed=None, augment=False, **kwargs):
         super().__init__(**kwargs)
         self.config = config if isinstance(config, VAEConfig) else VAEConfig(**config)
         if isinstance(normalization, dict):
@@ -147,6 +152,8 @@ class GalaxyVAE(keras.Model):
             )
         self.normalization = normalization
         self.seed = seed
+        self.augment = bool(augment)
+        self.orientation_seeds = keras.random.SeedGenerator(seed)
         self.encoder = build_encoder(self.config)
         self.decoder = build_decoder(self.config)
         self.sampling = Sampling(seed=seed)
@@ -186,7 +193,16 @@ class GalaxyVAE(keras.Model):
         self.kl_tracker.update_state(kl)
         return {m.name: m.result() for m in self.metrics}
 
+    def _oriented(self, observed, target, weight):
+        """The three stamp batches turned and mirrored alike, each stamp in a random orientation."""
+        channels = observed.shape[-1]
+        turns, mirror = random_orientations(tf.shape(observed)[0], self.orientation_seeds)
+        stacked = oriented(tf.concat([observed, target, weight], axis=-1), turns, mirror)
+        return stacked[..., :channels], stacked[..., channels:2 * channels], stacked[..., 2 * channels:]
+
     def train_step(self, data):
+        if self.augment:
+            data = self._oriented(*data)
         with tf.GradientTape() as tape:
             loss, chi2, kl = self._loss_terms(data, training=True)
             # Under tf.distribute each replica's gradient is summed: scale to the global mean.
@@ -204,6 +220,7 @@ class GalaxyVAE(keras.Model):
             "normalization": keras.saving.serialize_keras_object(self.normalization),
             "kl_weight": float(np.asarray(self.kl_weight)),
             "seed": self.seed,
+            "augment": self.augment,
             "name": self.name,
         }
 

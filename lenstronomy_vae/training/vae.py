@@ -51,6 +51,7 @@ def train_vae(
     learning_rate=1e-3,
     kl_warmup_epochs=5,
     seed=0,
+    augment=False,
     strategy=None,
     verbose=2,
 ):
@@ -66,7 +67,8 @@ def train_vae(
         batch_size: global batch size (split across replicas).
         learning_rate: Adam learning rate, decayed by cosine to 1 % over the planned steps.
         kl_warmup_epochs: epochs over which the KL weight rises from 0 to 1.
-        seed: seed of the weights, the sampling layer and the shuffling.
+        seed: seed of the weights, the sampling layer, the orientations and the shuffling.
+        augment: train every stamp in a random one of its eight orientations (see :class:`GalaxyVAE`).
         strategy: a tf.distribute strategy; default: MirroredStrategy when several GPUs exist.
         verbose: Keras verbosity.
 
@@ -85,7 +87,8 @@ def train_vae(
         raise ValueError(f"training stamps have shape {train_set.observed.shape[1:]}; the model expects {expected}")
 
     def build(steps_per_epoch):
-        vae = GalaxyVAE(config, ArcsinhTanhNormalization.fit(train_set.intrinsic), kl_weight=0.0, seed=seed)
+        vae = GalaxyVAE(config, ArcsinhTanhNormalization.fit(train_set.intrinsic), kl_weight=0.0, seed=seed,
+                        augment=augment)
         vae.compile(optimizer=cosine_adam(learning_rate, epochs * steps_per_epoch))
         return vae
 
@@ -97,8 +100,8 @@ def train_vae(
 
 
 def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_options=None, held_out=1000,
-                   validation=1000, batch_size=64, learning_rate=1e-3, kl_warmup_epochs=5, seed=0, default=False,
-                   overwrite=False):
+                   validation=1000, batch_size=64, learning_rate=1e-3, kl_warmup_epochs=5, seed=0, augment=False,
+                   default=False, overwrite=False):
     """Train a VAE on a simulated HDF5 set, measure it on held-out galaxies, write it with its manifest entry.
 
     Args:
@@ -112,7 +115,7 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
             (which come from the data): positive integers (``latent_dim``, ``dense_units``) or
             sequences of them (``encoder_filters``, ``decoder_filters``).
         held_out, validation: galaxies kept for the final metrics and for the validation loss.
-        batch_size, learning_rate, kl_warmup_epochs, seed: as in :func:`train_vae`.
+        batch_size, learning_rate, kl_warmup_epochs, seed, augment: as in :func:`train_vae`.
         default: make this the default model (the one used when no model is named).
         overwrite: allow a name that is shipped or already in ``weights_dir``; the file it
             named is kept.
@@ -138,13 +141,14 @@ def train_and_ship(data, name, weights_dir, checkpoint_dir, epochs, config_optio
     config = VAEConfig(image_size=galaxies.observed.shape[1], bands=tuple(galaxies.bands),
                        pixel_scale=galaxies.pixel_scale, **(config_options or {}))
     vae, state = train_vae(train_set, validation_set, config, epochs, checkpoint_dir, batch_size=batch_size,
-                           learning_rate=learning_rate, kl_warmup_epochs=kl_warmup_epochs, seed=seed)
+                           learning_rate=learning_rate, kl_warmup_epochs=kl_warmup_epochs, seed=seed, augment=augment)
     metrics = reconstruction_metrics(vae, held_out_set)
     summary = {
         "held_out_galaxies": len(held_out_set),
         "median_ssim": metrics["median_ssim"],
         "median_abs_flux_error": metrics["median_abs_flux_error"],
         "median_flux_error": metrics["median_flux_error"],
+        "augmented": bool(augment),
         **run_summary(state),
     }
     training_data = training_data_entry(data, galaxies, train_set, validation_set, held_out_set)

@@ -71,3 +71,8 @@ def test_deblend_names_a_channels_first_batch_and_takes_a_single_stamp(lsst_vae,
     assert one.shape == (45, 45, 6)
     np.testing.assert_allclose(one, deblender.deblend(stamps[:1])[0], rtol=1e-6)
     assert deblender.encode(stamps[0]).shape == (lsst_vae.config.latent_dim,)
+
+
+def test_a_deblender_refuses_turned_training_stamps(lsst_vae):
+    with pytest.raises(ValueError, match="latent targets"):
+        Deblender(lsst_vae.config, lsst_vae.normalization, augment=True)

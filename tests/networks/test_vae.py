@@ -94,10 +94,11 @@ def _blob_data(n=64, size=16, seed=0):
     return noisy, clean
 
 
-def test_training_reduces_the_loss_and_kl_warmup_sets_the_weight(tiny_config):
+@pytest.mark.parametrize("augment", [False, True])
+def test_training_reduces_the_loss_and_kl_warmup_sets_the_weight(tiny_config, augment):
     noisy, clean = _blob_data()
     norm = ArcsinhTanhNormalization.fit(clean)
-    vae = GalaxyVAE(tiny_config, norm, kl_weight=0.0, seed=3)
+    vae = GalaxyVAE(tiny_config, norm, kl_weight=0.0, seed=3, augment=augment)
     vae.compile(optimizer=keras.optimizers.Adam(3e-3))
     arrays = tuple(a.astype("float32") for a in (norm.normalize(noisy), norm.normalize(clean), np.ones_like(clean)))
     dataset = tf.data.Dataset.from_tensor_slices(arrays).batch(16)
@@ -106,15 +107,30 @@ def test_training_reduces_the_loss_and_kl_warmup_sets_the_weight(tiny_config):
     assert float(vae.kl_weight.numpy()) == 1.0
 
 
+def test_augmentation_turns_observed_target_and_weight_alike(tiny_config):
+    vae = GalaxyVAE(tiny_config, ArcsinhTanhNormalization([1.0] * tiny_config.num_bands), seed=1, augment=True)
+    size, bands = tiny_config.image_size, tiny_config.num_bands
+    stamp = np.arange(size * size * bands, dtype=np.float32).reshape(size, size, bands)  # no symmetry
+    observed = np.repeat(stamp[None], 16, axis=0)
+    turned = [np.asarray(a) for a in vae._oriented(tf.constant(observed), tf.constant(2 * observed),
+                                                    tf.constant(3 * observed))]
+    np.testing.assert_array_equal(turned[1], 2 * turned[0])
+    np.testing.assert_array_equal(turned[2], 3 * turned[0])
+    orientations = [np.rot90(stamp, k) for k in range(4)]
+    orientations += [o[:, ::-1] for o in orientations]
+    drawn = [next(i for i, o in enumerate(orientations) if np.array_equal(o, image)) for image in turned[0]]
+    assert len(set(drawn)) >= 4  # 16 draws of 8 orientations
+
+
 def test_save_and_load_round_trip_in_safe_mode(tiny_config, tmp_path):
-    vae = GalaxyVAE(tiny_config, ArcsinhTanhNormalization([2.0, 3.0][: tiny_config.num_bands]), seed=0)
+    vae = GalaxyVAE(tiny_config, ArcsinhTanhNormalization([2.0, 3.0][: tiny_config.num_bands]), seed=0, augment=True)
     path = tmp_path / "model.keras"
     vae.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
     z = np.random.default_rng(0).normal(size=(3, tiny_config.latent_dim)).astype("float32")
     np.testing.assert_array_equal(np.asarray(loaded.decoder(z)), np.asarray(vae.decoder(z)))
     np.testing.assert_array_equal(loaded.normalization.band_max, vae.normalization.band_max)
-    assert loaded.config == tiny_config
+    assert loaded.config == tiny_config and loaded.augment
 
 
 def test_inverse_caps_at_the_peak_limit_and_leaves_fainter_values_exact():
