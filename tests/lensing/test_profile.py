@@ -181,3 +181,14 @@ def test_latent_prior(galaxy_model_path):
     for bad in (0.0, -1.0, float("nan"), "1", True):
         with pytest.raises(ValueError, match="sigma must be a positive number"):
             latent_prior(0, galaxy_model_path, sigma=bad)
+
+
+def test_the_large_shipped_model_is_a_flux_normalised_light_profile():
+    from lenstronomy.LightModel.light_model import LightModel
+
+    light = LightModel(["VAE"], profile_kwargs_list=[{"model": "hst64_large"}])
+    latents = {f"z_{i}": 0.3 * np.sin(i) for i in range(32)}
+    x, y = grid(half_width=1.5, step=0.01)
+    flux = light.surface_brightness(x, y, [{"amp": 5.0, "center_x": 0.1, "center_y": 0.0, "scale": 0.03,
+                                            "phi_G": 0.0, **latents}])
+    assert np.all(flux >= 0) and np.sum(flux) * 0.01**2 == pytest.approx(5.0, rel=1e-2)
