@@ -102,7 +102,7 @@ from real_galaxies import (  # noqa: E402
 
 from lenstronomy_vae import latent_prior, load_galaxy_model, vae_source_params  # noqa: E402  (registers 'VAE', 'LM')
 from lenstronomy_vae.lensing import LensSettings, lens_params_start, warm_start_steps  # noqa: E402
-from lenstronomy_vae.lensing.lens_fit import STARTS  # noqa: E402
+from lenstronomy_vae.lensing.lens_fit import STARTS, particles_per_start  # noqa: E402
 from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS  # noqa: E402
 from lenstronomy_vae.utils import write_json  # noqa: E402
 
@@ -285,7 +285,7 @@ def vae_source(settings, model=None):
     params = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)
     likelihood = {"source_marg": False, "check_positive_flux": True,
                   "prior_source": latent_prior(0, model=model, sigma=settings.latent_prior_sigma)}
-    pso = {**_pso(settings)[1], "n_particles": settings.pso_particles // STARTS}
+    pso = {**_pso(settings)[1], "n_particles": particles_per_start(settings.pso_particles, name="--pso-particles")}
     steps = warm_start_steps(galaxy_model.latent_dim, pso, settings.lm_iterations)
     return SourceModel("VAE", "VAE", {"model": model}, [[part] for part in params], likelihood, steps, STARTS)
 

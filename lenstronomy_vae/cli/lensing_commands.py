@@ -19,7 +19,7 @@ from lenstronomy_vae.evaluation.figures import plot_fit_panels
 from lenstronomy_vae.lensing import FitSettings, fit_galaxy
 from lenstronomy_vae.lensing.cutouts import write_simulated_lenses
 from lenstronomy_vae.lensing.galaxy_fit import GalaxyFitWarning
-from lenstronomy_vae.lensing.lens_fit import STARTS
+from lenstronomy_vae.lensing.lens_fit import particles_per_start
 from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
 from lenstronomy_vae.utils.checks import check_count
 from lenstronomy_vae.utils.engine import engine
@@ -48,9 +48,7 @@ def fit_many_command(args):
     """``lenstronomy-vae fit-many``: fit a lens table (resumable), write OUT/results.ecsv and per-lens files."""
     for option in ("workers", "pso_particles", "pso_iterations", "lm_iterations", "mcmc_burn", "mcmc_run"):
         check_count(f"--{option.replace('_', '-')}", getattr(args, option))
-    if args.pso_particles < 2 * STARTS:
-        raise ValueError(f"--pso-particles {args.pso_particles} cannot be shared among the fit's {STARTS} warm starts: "
-                         f"give at least {2 * STARTS}")
+    particles_per_start(args.pso_particles, name="--pso-particles")
     with engine(args.workers, args.scheduler) as map_function:
         table, fitted = fit_many(args.table, args.out, model=args.model, settings=fit_settings(args), seed=args.seed,
                                  map_function=map_function, progress=not args.quiet)

@@ -54,6 +54,19 @@ def warm_start_steps(latent_dim, pso, lm_iterations, component="source", index=0
 STARTS = 2
 
 
+def particles_per_start(pso_particles, starts=STARTS, name="pso_particles"):
+    """PSO particles of each of ``starts`` warm starts that share ``pso_particles``.
+
+    Raises:
+        ValueError: no start, or fewer than 2 particles per start (``name`` names the option).
+    """
+    particles = pso_particles // max(starts, 1)
+    if starts < 1 or particles < 2:
+        raise ValueError(f"{name} {pso_particles} cannot be shared among the fit's {starts} warm starts: each needs "
+                         "at least 2")
+    return particles
+
+
 @dataclasses.dataclass
 class FitSettings:
     """Budget of the fit: PSO particles (in all) and iterations, warm starts, LM iterations, emcee walkers and steps.
@@ -129,10 +142,7 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
         ValueError: fewer than 2 PSO particles per start.
     """
     settings = settings or FitSettings()
-    particles = settings.pso_particles // max(settings.starts, 1)
-    if settings.starts < 1 or particles < 2:
-        raise ValueError(f"{settings.pso_particles} PSO particles cannot be shared among {settings.starts} starts: "
-                         "each needs at least 2")
+    particles = particles_per_start(settings.pso_particles, settings.starts)
     check_data(simulation.kwargs_data)
     galaxy_model = load_galaxy_model(model)
     source = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from lenstronomy_vae.lensing.lens_fit import FitSettings, fit_lens
+from lenstronomy_vae.lensing.lens_fit import FitSettings, fit_lens, particles_per_start
 from lenstronomy_vae.lensing.lens_simulation import LensSettings, simulate_lens
 from lenstronomy_vae.networks.vae import VAEConfig
 from lenstronomy_vae.sims.galaxies import GalaxySimConfig, simulate_galaxies
@@ -110,3 +110,11 @@ def test_fit_lens_twice_with_the_same_seed_gives_the_same_fit(galaxy_model_path)
     np.testing.assert_array_equal(second["samples"], first["samples"])
     other = fit_lens(simulation, model=galaxy_model_path, settings=QUICK_FIT, seed=3)
     assert other["kwargs_result"] != first["kwargs_result"]
+
+
+def test_warm_starts_share_the_pso_particles():
+    assert particles_per_start(60) == 30 and particles_per_start(7, starts=3) == 2
+    with pytest.raises(ValueError, match="pso_particles 3 cannot be shared among the fit's 2 warm starts"):
+        particles_per_start(3)
+    with pytest.raises(ValueError, match="among the fit's 0 warm starts"):
+        particles_per_start(60, starts=0)
