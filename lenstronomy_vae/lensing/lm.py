@@ -25,6 +25,7 @@ residuals, which include the re-solved amplitudes. The positive-flux row is piec
 its derivative is 0.
 """
 
+import contextlib
 import time
 
 import numpy as np
@@ -374,17 +375,19 @@ class ImageResiduals:
         latents = {name: value for name, value in component.items() if name.startswith("z_")}
         _, stamp_jacobian = profile.stamp_jacobian(**latents)
         images = []
-        for latent, _ in pairs:
-            with profile.substituted_stamp(stamp_jacobian[..., latent]):
-                if kind == "source":
-                    image = self.im_sim.source_surface_brightness(
-                        kwargs_source=kwargs["kwargs_source"], kwargs_lens=kwargs["kwargs_lens"],
-                        kwargs_extinction=kwargs["kwargs_extinction"], kwargs_special=kwargs["kwargs_special"],
-                        unconvolved=False, k=k)
-                else:
-                    image = self.im_sim.lens_surface_brightness(kwargs_lens_light=kwargs["kwargs_lens_light"],
-                                                                unconvolved=False, k=k)
-            images.append(image)
+        # Every image shares the lens and the positions: rays are shot and interpolation set up once.
+        with _rays_shot_once(self.im_sim.LensModel), profile.positions_reused():
+            for latent, _ in pairs:
+                with profile.substituted_stamp(stamp_jacobian[..., latent]):
+                    if kind == "source":
+                        image = self.im_sim.source_surface_brightness(
+                            kwargs_source=kwargs["kwargs_source"], kwargs_lens=kwargs["kwargs_lens"],
+                            kwargs_extinction=kwargs["kwargs_extinction"], kwargs_special=kwargs["kwargs_special"],
+                            unconvolved=False, k=k)
+                    else:
+                        image = self.im_sim.lens_surface_brightness(kwargs_lens_light=kwargs["kwargs_lens_light"],
+                                                                    unconvolved=False, k=k)
+                images.append(image)
         return images
 
     def _project_out_amplitudes(self, columns, kwargs, weights):
@@ -398,6 +401,32 @@ class ImageResiduals:
         weighted = response.T * weights[self._mask][:, None]
         basis, _ = np.linalg.qr(weighted)
         return columns - basis @ (basis.T @ columns)
+
+
+@contextlib.contextmanager
+def _rays_shot_once(lens_model):
+    """Within the block, ``lens_model.ray_shooting`` of the same x, y and lens keyword objects is computed once.
+
+    "The same" lens keywords are the same dicts, in a list that may be new (a multi-band image
+    model selects its band's lenses into a new list at every call). The arguments are held for the
+    block, so their identities stay theirs; calls with further arguments go through unchanged.
+    """
+    shoot = lens_model.ray_shooting
+    shot = {}
+
+    def ray_shooting(x, y, kwargs, *args, **keywords):
+        if args or keywords:
+            return shoot(x, y, kwargs, *args, **keywords)
+        key = (id(x), id(y), *map(id, kwargs or ()))
+        if key not in shot:
+            shot[key] = (x, y, kwargs, shoot(x, y, kwargs))
+        return shot[key][3]
+
+    lens_model.ray_shooting = ray_shooting
+    try:
+        yield
+    finally:
+        del lens_model.ray_shooting
 
 
 def run_lm(fitting_sequence, max_iterations=50, tolerance=1e-6):

@@ -86,6 +86,7 @@ class VAEProfile:
         }
         self._stamp = functools.lru_cache(maxsize=_STAMP_CACHE_SIZE)(self._decode_stamp)
         self._substitute = None
+        self._positions_memo = None
 
     def _select_band(self, band):
         """(name, index) of the requested band in the model's bands."""
@@ -165,15 +166,25 @@ class VAEProfile:
             scale = self.pixel_scale
         if not scale > 0:
             raise ValueError(f"scale must be a positive number of arcsec per pixel; got {scale}")
+        geometry = (center_x, center_y, scale, phi_G)
+        if self._positions_memo is None:
+            weights = self._interpolation_weights(x, y, *geometry, padded.shape[0])
+        else:
+            weights = self._positions_memo.weights(x, y, geometry, padded.shape[0], self._interpolation_weights)
+        return (amp / scale**2) * _bilinear(padded, weights)
+
+    @staticmethod
+    def _interpolation_weights(x, y, center_x, center_y, scale, phi_G, size):
+        """Bilinear weights (:func:`_bilinear_weights`) of the sky positions (x, y) [arcsec] on a padded stamp."""
         dx = np.asarray(x, dtype=float) - center_x
         dy = np.asarray(y, dtype=float) - center_y
         cos, sin = np.cos(phi_G), np.sin(phi_G)
         # Sky → stamp frame is a clockwise rotation by phi_G (lenstronomy.Util.util.rotate), so
         # the stamp appears rotated counter-clockwise; +1 for the zero padding.
-        offset = (padded.shape[0] - 3) / 2 + 1
+        offset = (size - 3) / 2 + 1
         col = (cos * dx + sin * dy) / scale + offset
         row = (cos * dy - sin * dx) / scale + offset
-        return (amp / scale**2) * _bilinear(padded, col, row)
+        return _bilinear_weights(size, col, row)
 
     def stamp_jacobian(self, **latents):
         """The unit-flux stamp (N, N) and its derivatives with respect to the latents (N, N, d).
@@ -198,6 +209,20 @@ class VAEProfile:
             yield self
         finally:
             self._substitute = None
+
+    @contextlib.contextmanager
+    def positions_reused(self):
+        """Within the block, :meth:`function` called again at the same positions reuses its interpolation.
+
+        "The same" is the same x and y array objects and the same centre, scale and rotation: the
+        derivative images of one 'LM' Jacobian sample every latent's stamp at the one set of
+        positions that the lens gives (:meth:`substituted_stamp`). The arrays are held for the block.
+        """
+        self._positions_memo = _PositionsMemo()
+        try:
+            yield self
+        finally:
+            self._positions_memo = None
 
     def total_flux(self, amp, **kwargs):
         """Total flux of the profile: ``amp`` itself (the stamp has unit flux).
@@ -224,32 +249,53 @@ class VAEProfile:
         return f"VAEProfile(model={self.model!r}, band={self.band!r})"
 
 
-def _bilinear(padded, col, row):
-    """Bilinear interpolation of a zero-bordered square image at fractional pixel positions.
+class _PositionsMemo:
+    """The interpolation weights of the last positions (x, y objects and geometry) a profile was evaluated at."""
+
+    def __init__(self):
+        self._key = None
+        self._weights = None
+
+    def weights(self, x, y, geometry, size, compute):
+        key = (x, y, geometry, size)
+        if self._key is None or not (x is self._key[0] and y is self._key[1] and self._key[2:] == key[2:]):
+            self._key, self._weights = key, compute(x, y, *geometry, size)
+        return self._weights
+
+
+def _bilinear_weights(n, col, row):
+    """Where and how to interpolate a zero-bordered (n, n) image at fractional pixel positions.
 
     Positions are clipped onto the image; since its border is zero, every position outside
     interpolates to zero. NaN positions give NaN, like an analytic profile would.
 
     Args:
-        padded: (n, n) image whose outer ring of pixels is zero.
+        n: side of the padded image, pixels.
         col: column positions (along +x), pixels.
         row: row positions (along +y), pixels, same shape as col.
+
+    Returns:
+        (flat index of the lower-left neighbour, column fraction, row fraction, NaN mask or None).
     """
-    n = padded.shape[0]
     bad = np.isnan(col + row)
-    any_bad = bad.any()
+    if not bad.any():
+        bad = None
     col = np.clip(col, 0.0, n - 1.0)
     row = np.clip(row, 0.0, n - 1.0)
-    if any_bad:
+    if bad is not None:
         col = np.where(bad, 0.0, col)
         row = np.where(bad, 0.0, row)
     # Positions are non-negative after clipping, so truncation is the floor.
     c0 = np.minimum(col.astype(np.intp), n - 2)
     r0 = np.minimum(row.astype(np.intp), n - 2)
-    fc = col - c0
-    fr = row - r0
+    return r0 * n + c0, col - c0, row - r0, bad
+
+
+def _bilinear(padded, weights):
+    """Bilinear interpolation of a zero-bordered square image with :func:`_bilinear_weights`."""
+    i00, fc, fr, bad = weights
+    n = padded.shape[0]
     flat = padded.ravel()
-    i00 = r0 * n + c0
     v00 = flat[i00]
     v01 = flat[i00 + 1]
     v10 = flat[i00 + n]
@@ -257,6 +303,6 @@ def _bilinear(padded, col, row):
     low = v00 + fc * (v01 - v00)
     high = v10 + fc * (v11 - v10)
     result = low + fr * (high - low)
-    if any_bad:
+    if bad is not None:
         result = np.where(bad, np.nan, result)
     return result

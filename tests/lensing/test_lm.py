@@ -223,6 +223,33 @@ def lensed_vae_sequence(model_path, num_pix=20, noise=0.05):
                            {}, kwargs_likelihood, kwargs_params)
 
 
+def test_latent_derivative_images_shoot_rays_once_and_equal_separate_renders(galaxy_model_path, monkeypatch):
+    fitting = lensed_vae_sequence(galaxy_model_path)
+    residuals = ImageResiduals(fitting)
+    args = fitting.param_class.kwargs2args(**fitting._updateManager.parameter_state)
+    _, kwargs, _, _ = residuals._evaluate(args)
+    (kind, k, profile, pairs), = residuals._latent_columns
+    _, stamp_jacobian = profile.stamp_jacobian(**{name: value for name, value in kwargs["kwargs_source"][0].items()
+                                                   if name.startswith("z_")})
+    # Each derivative rendered on its own, through an image model of its own.
+    image_model = ImageModel(ImageData(**fitting.multi_band_list[0][0]),
+                             PSFModel(**fitting.multi_band_list[0][1]), LensModel(["SIS"]),
+                             LightModel(["VAE"], profile_kwargs_list=[{"model": galaxy_model_path}]),
+                             kwargs_numerics=fitting.multi_band_list[0][2])
+    separate = []
+    for latent, _ in pairs:
+        with image_model.SourceModel.func_list[0].substituted_stamp(stamp_jacobian[..., latent]):
+            separate.append(image_model.source_surface_brightness(kwargs["kwargs_source"], kwargs["kwargs_lens"]))
+    calls = []
+    shoot = LensModel.ray_shooting
+    monkeypatch.setattr(LensModel, "ray_shooting", lambda self, *a, **kw: calls.append(1) or shoot(self, *a, **kw))
+    images = residuals._latent_derivative_images(kind, k, profile, pairs, kwargs)
+    assert len(pairs) == 3 and len(calls) == 1
+    for image, expected in zip(images, separate):
+        np.testing.assert_allclose(image, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    assert "ray_shooting" not in vars(residuals.im_sim.LensModel)  # the method is lenstronomy's again
+
+
 def test_lm_chi2_is_minus_two_log_likelihood_of_lenstronomy(galaxy_model_path):
     fitting = lensed_vae_sequence(galaxy_model_path)
     _, kwargs_result, info = fitting.fit_sequence([["LM", {"max_iterations": 15}]])[-1]

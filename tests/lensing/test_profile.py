@@ -99,6 +99,27 @@ def test_stamp_is_decoded_once_per_latent_vector(galaxy_model_path, latents):
     np.testing.assert_array_equal(profile.function(x, y, amp=1.0, scale=0.05, **latents), first)
 
 
+def test_positions_reused_only_where_the_positions_and_geometry_are_the_same(galaxy_model_path, latents):
+    profile = VAEProfile(galaxy_model_path)
+    x, y = grid(half_width=0.5, step=0.05)
+    x2 = x + 0.013
+    geometries = [dict(center_x=0.0, scale=0.05), dict(center_x=0.02, scale=0.05), dict(center_x=0.0, scale=0.04),
+                  dict(center_x=0.0, scale=0.05, phi_G=0.4)]
+    expected = [[profile.function(xs, y, amp=1.0, **geometry, **latents) for xs in (x, x2)] for geometry in geometries]
+    with profile.positions_reused():
+        for _ in range(2):
+            for geometry, values in zip(geometries, expected):
+                for xs, value in zip((x, x2), values):
+                    np.testing.assert_array_equal(profile.function(xs, y, amp=1.0, **geometry, **latents), value)
+        # The same positions with another stamp: its own values.
+        stamp = profile.normalized_stamp(**latents)[::-1]
+        with profile.substituted_stamp(stamp):
+            flipped = profile.function(x, y, amp=1.0, scale=0.05, **latents)
+    with profile.substituted_stamp(stamp):
+        np.testing.assert_array_equal(profile.function(x, y, amp=1.0, scale=0.05, **latents), flipped)
+    assert not np.allclose(flipped, expected[0][0])
+
+
 def test_pickle_round_trip(galaxy_model_path, latents):
     profile = VAEProfile(galaxy_model_path)
     x, y = grid(half_width=0.5, step=0.03)
