@@ -6,7 +6,7 @@ is used like any built-in light profile::
     import lenstronomy_vae
     kwargs_model = {
         "source_light_model_list": ["VAE"],
-        "source_light_profile_kwargs_list": [{"model": "hst64"}],
+        "source_light_profile_kwargs_list": [{"model": "hst64_large"}],  # the default model
     }
 
 Subpackages, imports running one way (each uses only those listed after it):

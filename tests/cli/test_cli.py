@@ -88,14 +88,15 @@ def test_fit_reports_missing_files_and_images_without_pixel_scale(galaxy_files, 
 def test_models_lists_the_shipped_models_and_what_the_regressor_calibration_is(user_home, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "hst64 (default): vae, 64×64 px at 0.03″/px" in out
+    assert "hst64_large (default): vae, 64×64 px at 0.03″/px" in out
+    assert "\nhst64: vae, 64×64 px at 0.03″/px" in out
     assert "lsst45: vae, 45×45 px at 0.2″/px, bands ['u', 'g', 'r', 'i', 'z', 'y']" in out
     assert ("σ(Δg1) 0.150 measured before calibration (not since); calibrated: g1, g2 divided by R = (0.536, 0.536), "
             "measured on 1000 galaxies at shear (0.05, 0.05) (uncalibrated m = -0.464 ± 0.021, -0.464 ± 0.020)") in out
     assert f"yours, in {user_home / 'models'}: none (training writes here)" in out
     assert main(["models", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
-    assert listing["default"] == "hst64" and "lsst45" in listing["models"] and listing["user_models"] == {}
+    assert listing["default"] == "hst64_large" and "lsst45" in listing["models"] and listing["user_models"] == {}
 
 
 @pytest.mark.parametrize("command", ["demo", "fit", "simulate", "simulate-blends", "train", "train-deblender",

@@ -239,7 +239,9 @@ def test_restarts_lower_chi2_on_cosmos_ident_2_with_its_catalogue_psf():
         psf = psfs[int(row["PSF_HDU"])].data  # 65 × 51
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GalaxyFitWarning)
-        result = fit_galaxy(image, np.sqrt(row["NOISE_VARIANCE"]), psf, float(row["PIXEL_SCALE"]), restarts=4)
+        # hst64, whose start from the mean galaxy stops short here (hst64_large's reaches 2470, its restarts 2465).
+        result = fit_galaxy(image, np.sqrt(row["NOISE_VARIANCE"]), psf, float(row["PIXEL_SCALE"]), model="hst64",
+                            restarts=4)
     assert result["notes"][0].startswith("The PSF kernel of shape (65, 51) was zero-padded to 65 × 65 pixels")
     chi2 = result["restarts"]["chi2"]
     assert min(chi2) < 0.95 * chi2[0]  # measured: 2395 against 2735 from the mean galaxy
