@@ -422,11 +422,15 @@ def _rays_shot_once(lens_model):
             shot[key] = (x, y, kwargs, shoot(x, y, kwargs))
         return shot[key][3]
 
+    own = vars(lens_model).get("ray_shooting")  # an instance's own function, if it has one, comes back after
     lens_model.ray_shooting = ray_shooting
     try:
         yield
     finally:
-        del lens_model.ray_shooting
+        if own is None:
+            del lens_model.ray_shooting
+        else:
+            lens_model.ray_shooting = own
 
 
 def run_lm(fitting_sequence, max_iterations=50, tolerance=1e-6):

@@ -15,7 +15,7 @@ from lenstronomy.Workflow.fitting_sequence import FittingSequence
 
 import lenstronomy_vae  # noqa: F401  (registers 'VAE' and 'LM')
 from lenstronomy_vae.lensing.galaxy_fit import fit_galaxy
-from lenstronomy_vae.lensing.lm import UNMODELLED_LIKELIHOOD_TERMS, ImageResiduals, levenberg_marquardt
+from lenstronomy_vae.lensing.lm import UNMODELLED_LIKELIHOOD_TERMS, ImageResiduals, _rays_shot_once, levenberg_marquardt
 from lenstronomy_vae.lensing.parameters import latent_prior, vae_source_params
 from lenstronomy_vae.lensing.profile import VAEProfile
 from lenstronomy_vae.networks.galaxy_model import load_galaxy_model
@@ -248,6 +248,21 @@ def test_latent_derivative_images_shoot_rays_once_and_equal_separate_renders(gal
     for image, expected in zip(images, separate):
         np.testing.assert_allclose(image, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
     assert "ray_shooting" not in vars(residuals.im_sim.LensModel)  # the method is lenstronomy's again
+
+
+def test_rays_shot_once_gives_lenstronomys_rays_and_restores_the_lens_model():
+    lens_model = LensModel(["SIS"])
+    kwargs = [{"theta_E": 1.0, "center_x": 0.1, "center_y": 0.0}]
+    x, y = np.linspace(-1.0, 1.0, 7), np.linspace(0.5, -0.5, 7)
+    with _rays_shot_once(lens_model):
+        outer = lens_model.ray_shooting
+        with _rays_shot_once(lens_model):
+            first = lens_model.ray_shooting(x, y, kwargs)
+            assert lens_model.ray_shooting(x, y, kwargs) is first
+            assert lens_model.ray_shooting(x, y, [dict(kwargs[0])]) is not first  # other dicts: shot again
+        assert lens_model.ray_shooting is outer
+    assert "ray_shooting" not in vars(lens_model)
+    np.testing.assert_array_equal(first, LensModel(["SIS"]).ray_shooting(x, y, kwargs))
 
 
 def test_lm_chi2_is_minus_two_log_likelihood_of_lenstronomy(galaxy_model_path):
