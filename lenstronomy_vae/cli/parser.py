@@ -197,6 +197,9 @@ def build_parser():
     simulate.add_argument("--survey", default="hst_acs_f814w", help="survey, a single-band one")
     simulate.add_argument("--source", default="auto", choices=("auto", "cosmos", "parametric"),
                           help="morphologies: COSMOS fits (needs fpfs), parametric, or auto")
+    simulate.add_argument("--spiral-probability", type=float, default=0.0,
+                          help="probability that a knotted galaxy has 2-4 logarithmic spiral arms of 60-150 knots "
+                               "instead of knots scattered like its disk")
     simulate.set_defaults(run=handlers.simulate_command)
     blends = subcommands.add_parser(
         "simulate-blends", parents=[_simulation_options("scenes")],

@@ -68,6 +68,13 @@ class GalaxySimConfig(SimConfig):
         knot_flux_fraction_range: (min, max) fraction of the total flux moved into the knots.
         n_knots_range: (min, max) number of knots, inclusive.
         knot_fwhm_range: (min, max) FWHM of each Gaussian knot [arcsec].
+        spiral_probability: probability that a galaxy's knots lie along logarithmic spiral arms of its
+            disk rather than scattered like it (0: none, and the galaxies are those of a config without
+            this field).
+        n_arms_range: (min, max) number of spiral arms, inclusive.
+        arm_knots_range: (min, max) number of knots of a spiral galaxy, inclusive (instead of
+            ``n_knots_range``: arms need more, fainter knots to be seen as arms).
+        arm_pitch_range: (min, max) pitch angle of the arms [radians] (0.17–0.52: 10°–30°).
         counts_slope: parametric magnitudes are drawn from dN/dm ∝ 10^(counts_slope · m) over
             ``mag_range`` (0.55 follows the COSMOS counts; COSMOS rows keep the catalogue's counts).
         max_offset: largest shift of the galaxy centre from the stamp centre along each axis
@@ -84,6 +91,10 @@ class GalaxySimConfig(SimConfig):
     knot_flux_fraction_range: tuple = (0.05, 0.3)
     n_knots_range: tuple = (5, 30)
     knot_fwhm_range: tuple = (0.03, 0.06)
+    spiral_probability: float = 0.0
+    n_arms_range: tuple = (2, 4)
+    arm_knots_range: tuple = (60, 150)
+    arm_pitch_range: tuple = (0.17, 0.52)
     counts_slope: float = COUNTS_SLOPE
     max_offset: float = 0.5
     random_rotation: bool = True
@@ -104,8 +115,14 @@ class GalaxySimConfig(SimConfig):
         self.knot_fwhm_range = checked_range("knot_fwhm_range", self.knot_fwhm_range, low=0.0)
         if self.knot_fwhm_range[0] == 0:
             raise ValueError(f"knot_fwhm_range must be positive [arcsec], got {self.knot_fwhm_range}")
-        if not 0.0 <= self.knot_probability <= 1.0:
-            raise ValueError(f"knot_probability must lie in [0, 1], got {self.knot_probability}")
+        for name in ("knot_probability", "spiral_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        self.n_arms_range = tuple(int(v) for v in checked_range("n_arms_range", self.n_arms_range, low=1))
+        self.arm_knots_range = tuple(int(v) for v in checked_range("arm_knots_range", self.arm_knots_range, low=1))
+        self.arm_pitch_range = checked_range("arm_pitch_range", self.arm_pitch_range, low=0.0, high=math.pi / 2)
+        if self.arm_pitch_range[0] == 0 or self.arm_pitch_range[1] == math.pi / 2:
+            raise ValueError(f"arm_pitch_range must lie inside (0, π/2) [radians], got {self.arm_pitch_range}")
 
 
 @dataclasses.dataclass

@@ -1,4 +1,5 @@
-"""Galaxy morphologies: COSMOS parametric fits, COSMOS-like bulge + disk draws, star-forming knots.
+"""Galaxy morphologies: COSMOS parametric fits, COSMOS-like bulge + disk draws, star-forming knots
+(scattered like the disk, or along logarithmic spiral arms).
 
 Sizes are in arcsec and angles in radians; profiles are ``galsim.GSObject`` in image units.
 """
@@ -7,6 +8,7 @@ import dataclasses
 import math
 
 import galsim
+import numpy as np
 
 from lenstronomy_vae.sims.catalog import cosmos_catalog, flux_in_circle, stamp_radius
 from lenstronomy_vae.sims.surveys import get_survey
@@ -125,17 +127,56 @@ def parametric_morphology(rng, config):
     return Morphology(profile, (p.disk_hlr, p.disk_q, p.beta), shape, -1, math.nan)
 
 
+# Spiral arms: knots scatter about each arm by this much in angle [radians] and in log radius.
+_ARM_ANGLE_SCATTER = 0.15
+_ARM_LOG_RADIUS_SCATTER = 0.1
+# An exponential disk's scale length is its half-light radius over this.
+_EXPONENTIAL_HLR_PER_SCALE = 1.678
+
+
+def spiral_arm_positions(rng, count, hlr, n_arms, pitch):
+    """Knot positions along ``n_arms`` logarithmic spiral arms of a face-on exponential disk.
+
+    Radii follow the disk's light (r e^(−r/h), h = hlr / 1.678); each knot sits on one arm, at the
+    angle θ = θ₀ + 2πk / n_arms + ln(r / h) / tan(pitch), scattered by 0.15 rad in angle and 0.1 in
+    ln r.
+
+    Args:
+        rng: numpy Generator.
+        count: number of knots.
+        hlr: the disk's half-light radius [arcsec].
+        n_arms: number of arms.
+        pitch: pitch angle of the arms [radians], in (0, π/2).
+
+    Returns:
+        (x, y): arrays of the positions [arcsec], disk centre at the origin.
+    """
+    scale_length = hlr / _EXPONENTIAL_HLR_PER_SCALE
+    radius = rng.gamma(2.0, scale_length, count) * np.exp(rng.normal(0.0, _ARM_LOG_RADIUS_SCATTER, count))
+    arm = rng.integers(0, n_arms, count)
+    angle = (rng.uniform(0.0, 2 * np.pi) + 2 * np.pi * arm / n_arms + np.log(radius / scale_length) / np.tan(pitch)
+             + rng.normal(0.0, _ARM_ANGLE_SCATTER, count))
+    return radius * np.cos(angle), radius * np.sin(angle)
+
+
 def draw_knots(rng, disk, flux, config):
-    """Gaussian star-forming knots scattered like the disk (same hlr scale and ellipticity)."""
+    """Gaussian star-forming knots scattered like the disk (same hlr scale and ellipticity), or, with
+    probability ``config.spiral_probability``, more of them along the disk's spiral arms
+    (:func:`spiral_arm_positions`, ``config.arm_knots_range`` knots)."""
     hlr, q, beta = disk
-    count = int(rng.integers(config.n_knots_range[0], config.n_knots_range[1] + 1))
+    # Drawn only when spirals are asked for: the galaxies of a config without them stay as they were.
+    spiral = config.spiral_probability > 0 and rng.uniform() < config.spiral_probability
+    low, high = config.arm_knots_range if spiral else config.n_knots_range
+    count = int(rng.integers(low, high + 1))
     fwhm = rng.uniform(*config.knot_fwhm_range)
-    positions = galsim.RandomKnots(
-        count, half_light_radius=hlr, rng=galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1)))
-    ).points
+    if spiral:
+        n_arms = int(rng.integers(config.n_arms_range[0], config.n_arms_range[1] + 1))
+        positions = zip(*spiral_arm_positions(rng, count, hlr, n_arms, rng.uniform(*config.arm_pitch_range)))
+    else:
+        positions = galsim.RandomKnots(
+            count, half_light_radius=hlr, rng=galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1)))
+        ).points
     # Gaussians rather than RandomKnots' point sources: the intrinsic stamp must be drawable
     # without a PSF, and real clumps are extended.
     knot = galsim.Gaussian(fwhm=fwhm, flux=flux / count)
     return galsim.Add([knot.shift(x, y) for x, y in positions]).shear(q=q, beta=beta * galsim.radians)
-
-

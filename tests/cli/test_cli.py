@@ -13,6 +13,7 @@ from scipy.signal import fftconvolve
 from lenstronomy_vae.cli import main
 from lenstronomy_vae.lensing.profile import VAEProfile
 from lenstronomy_vae.networks.model_files import weights_dir
+from lenstronomy_vae.sims.galaxies import GalaxySet
 from lenstronomy_vae.utils import tensorflow_logs
 
 PIXEL_SCALE = 0.05
@@ -186,6 +187,16 @@ def test_report_names_the_kind_of_network_it_needs(lsst_vae, tmp_path, capsys):
 def test_simulate_refuses_an_unknown_survey(tmp_path, capsys):
     assert main(["simulate", "--n", "2", "--survey", "jwst", "--out", str(tmp_path / "x.h5"), "--quiet"]) == 2
     assert "jwst" in capsys.readouterr().err
+
+
+def test_simulate_with_spiral_arms_records_them_and_refuses_a_bad_probability(tmp_path, capsys):
+    data = tmp_path / "spirals.h5"
+    assert main(["simulate", "--n", "2", "--source", "parametric", "--spiral-probability", "1", "--out", str(data),
+                 "--quiet"]) == 0
+    assert GalaxySet.load_hdf5(data).config.spiral_probability == 1.0
+    assert main(["simulate", "--n", "2", "--spiral-probability", "1.5", "--out", str(tmp_path / "x.h5"),
+                 "--quiet"]) == 2
+    assert "spiral_probability must lie in [0, 1], got 1.5" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import pytest
 
 from lenstronomy_vae.sims import catalog, rendering
 from lenstronomy_vae.sims.galaxies import TRUTH_DTYPE, GalaxySet, GalaxySimConfig, simulate_galaxies
+from lenstronomy_vae.sims.morphology import spiral_arm_positions
 from lenstronomy_vae.sims.surveys import HST_ACS_F814W, SURVEYS
 
 needs_cosmos = pytest.mark.skipif(
@@ -164,6 +165,30 @@ def test_knot_probability_zero_gives_smooth_galaxies():
     assert not simulate_galaxies(3, GalaxySimConfig(knot_probability=0.0), seed=1).truth["has_knots"].any()
 
 
+def test_spiral_arm_positions_follow_their_arms_and_the_disk_light():
+    rng = np.random.default_rng(3)
+    hlr, n_arms, pitch = 0.4, 3, 0.3
+    x, y = spiral_arm_positions(rng, 4000, hlr, n_arms, pitch)
+    radius = np.hypot(x, y)
+    assert np.median(radius) == pytest.approx(hlr, rel=0.05)  # half the knots inside the disk's hlr
+    # Unwound along the arms, the angles fall on n_arms directions; random angles do not.
+    unwound = np.arctan2(y, x) - np.log(radius / (hlr / 1.678)) / np.tan(pitch)
+    assert np.abs(np.mean(np.exp(1j * n_arms * unwound))) > 0.8
+    assert np.abs(np.mean(np.exp(1j * n_arms * rng.uniform(0, 2 * np.pi, 4000)))) < 0.1
+
+
+def test_spiral_knots_move_the_light_not_the_flux():
+    knotty = GalaxySimConfig(source="parametric", knot_probability=1.0)
+    scattered = simulate_galaxies(3, knotty, seed=4)
+    spiral = simulate_galaxies(3, dataclasses.replace(knotty, spiral_probability=1.0), seed=4)
+    np.testing.assert_allclose(spiral.truth["flux"], scattered.truth["flux"])
+    np.testing.assert_allclose(spiral.intrinsic.sum(axis=(1, 2, 3)), scattered.intrinsic.sum(axis=(1, 2, 3)),
+                               rtol=0.02)
+    assert not np.allclose(spiral.intrinsic, scattered.intrinsic)
+    again = simulate_galaxies(3, dataclasses.replace(knotty, spiral_probability=1.0), seed=4)
+    np.testing.assert_array_equal(again.intrinsic, spiral.intrinsic)
+
+
 def test_without_fpfs_auto_falls_back_and_cosmos_says_how_to_install(without_fpfs):
     assert simulate_galaxies(1, GalaxySimConfig(), seed=0).config.source == "parametric"
     with pytest.raises(RuntimeError, match="pip install fpfs --no-deps"):
@@ -193,6 +218,10 @@ def test_bad_galaxy_count_is_rejected(n):
         ({"knot_probability": 1.5}, r"knot_probability must lie in \[0, 1\]"),
         ({"max_offset": 40.0}, "max_offset must lie in"),
         ({"knot_fwhm_range": (0.0, 0.05)}, "knot_fwhm_range must be positive"),
+        ({"spiral_probability": -0.1}, r"spiral_probability must lie in \[0, 1\]"),
+        ({"n_arms_range": (0, 2)}, "n_arms_range must be"),
+        ({"arm_knots_range": (80, 40)}, "arm_knots_range must be"),
+        ({"arm_pitch_range": (0.0, 0.5)}, r"arm_pitch_range must lie inside \(0, π/2\)"),
     ],
 )
 def test_bad_config_is_rejected_with_the_valid_choices(kwargs, message):
