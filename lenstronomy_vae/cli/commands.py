@@ -44,7 +44,8 @@ def _simulate_and_save(simulate, out, processes, what):
 
 
 def simulate_command(args):
-    config = GalaxySimConfig(survey=args.survey, source=args.source, spiral_probability=args.spiral_probability)
+    config = GalaxySimConfig(survey=args.survey, source=args.source, spiral_probability=args.spiral_probability,
+                             irregular_probability=args.irregular_probability)
     return _simulate_and_save(
         lambda: simulate_galaxies(args.n, config, seed=args.seed, progress=not args.quiet, processes=args.processes),
         args.out, args.processes, lambda galaxies: f"galaxies from source '{galaxies.config.source}'")

@@ -200,6 +200,9 @@ def build_parser():
     simulate.add_argument("--spiral-probability", type=float, default=0.0,
                           help="probability that a knotted galaxy has 2-4 logarithmic spiral arms of 60-150 knots "
                                "instead of knots scattered like its disk")
+    simulate.add_argument("--irregular-probability", type=float, default=0.0,
+                          help="probability that a knotted galaxy without arms is irregular: knots carrying 30-60 %% "
+                               "of the flux, shifted together 0.3-1 half-light radius off the disk centre")
     simulate.set_defaults(run=handlers.simulate_command)
     blends = subcommands.add_parser(
         "simulate-blends", parents=[_simulation_options("scenes")],

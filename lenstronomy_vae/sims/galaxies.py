@@ -75,6 +75,10 @@ class GalaxySimConfig(SimConfig):
         arm_knots_range: (min, max) number of knots of a spiral galaxy, inclusive (instead of
             ``n_knots_range``: arms need more, fainter knots to be seen as arms).
         arm_pitch_range: (min, max) pitch angle of the arms [radians] (0.17–0.52: 10°–30°).
+        irregular_probability: probability that a knotted galaxy without arms is irregular: its knots
+            carry ``irregular_flux_fraction_range`` of the flux and sit together off the disk centre, shifted
+            by ``irregular_shift_range`` (min, max) times the disk's hlr (0: none, and the galaxies are those
+            of a config without these fields).
         counts_slope: parametric magnitudes are drawn from dN/dm ∝ 10^(counts_slope · m) over
             ``mag_range`` (0.55 follows the COSMOS counts; COSMOS rows keep the catalogue's counts).
         max_offset: largest shift of the galaxy centre from the stamp centre along each axis
@@ -95,6 +99,9 @@ class GalaxySimConfig(SimConfig):
     n_arms_range: tuple = (2, 4)
     arm_knots_range: tuple = (60, 150)
     arm_pitch_range: tuple = (0.17, 0.52)
+    irregular_probability: float = 0.0
+    irregular_flux_fraction_range: tuple = (0.3, 0.6)
+    irregular_shift_range: tuple = (0.3, 1.0)
     counts_slope: float = COUNTS_SLOPE
     max_offset: float = 0.5
     random_rotation: bool = True
@@ -112,10 +119,14 @@ class GalaxySimConfig(SimConfig):
             "knot_flux_fraction_range", self.knot_flux_fraction_range, low=0.0, high=1.0
         )
         self.n_knots_range = tuple(int(v) for v in checked_range("n_knots_range", self.n_knots_range, low=1))
+        self.irregular_flux_fraction_range = checked_range(
+            "irregular_flux_fraction_range", self.irregular_flux_fraction_range, low=0.0, high=1.0
+        )
+        self.irregular_shift_range = checked_range("irregular_shift_range", self.irregular_shift_range, low=0.0)
         self.knot_fwhm_range = checked_range("knot_fwhm_range", self.knot_fwhm_range, low=0.0)
         if self.knot_fwhm_range[0] == 0:
             raise ValueError(f"knot_fwhm_range must be positive [arcsec], got {self.knot_fwhm_range}")
-        for name in ("knot_probability", "spiral_probability"):
+        for name in ("knot_probability", "spiral_probability", "irregular_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         self.n_arms_range = tuple(int(v) for v in checked_range("n_arms_range", self.n_arms_range, low=1))
@@ -151,8 +162,7 @@ def _simulate_one(i, context):
     flux = profile.flux
     knots = None
     if morphology.disk is not None and rng.uniform() < config.knot_probability:
-        knot_fraction = rng.uniform(*config.knot_flux_fraction_range)
-        knots = draw_knots(rng, morphology.disk, knot_fraction * flux, config)
+        knots, knot_fraction = draw_knots(rng, morphology.disk, flux, config)
         profile = profile * (1 - knot_fraction)
     angle = rng.uniform(0, 2 * math.pi) if config.random_rotation else 0.0
     profile = profile.rotate(angle * galsim.radians)

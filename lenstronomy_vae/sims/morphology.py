@@ -1,5 +1,5 @@
 """Galaxy morphologies: COSMOS parametric fits, COSMOS-like bulge + disk draws, star-forming knots
-(scattered like the disk, or along logarithmic spiral arms).
+(scattered like the disk, along logarithmic spiral arms, or bright and off-centre in irregular galaxies).
 
 Sizes are in arcsec and angles in radians; profiles are ``galsim.GSObject`` in image units.
 """
@@ -159,24 +159,53 @@ def spiral_arm_positions(rng, count, hlr, n_arms, pitch):
     return radius * np.cos(angle), radius * np.sin(angle)
 
 
+def lopsided(positions, rng, hlr, shift_range):
+    """Knot positions (count, 2) [arcsec] moved together off the disk centre by a uniform fraction of
+    ``shift_range`` times the disk's ``hlr``, in a uniformly random direction: a lopsided, clumpy galaxy."""
+    shift = rng.uniform(*shift_range) * hlr
+    direction = rng.uniform(0.0, 2 * np.pi)
+    return positions + shift * np.array([np.cos(direction), np.sin(direction)])
+
+
 def draw_knots(rng, disk, flux, config):
-    """Gaussian star-forming knots scattered like the disk (same hlr scale and ellipticity), or, with
-    probability ``config.spiral_probability``, more of them along the disk's spiral arms
-    (:func:`spiral_arm_positions`, ``config.arm_knots_range`` knots)."""
+    """Gaussian star-forming knots and the fraction of the galaxy's flux they carry.
+
+    The knots scatter like the disk (same hlr scale and ellipticity); with probability
+    ``config.spiral_probability`` there are more of them along the disk's spiral arms
+    (:func:`spiral_arm_positions`, ``config.arm_knots_range`` knots); otherwise, with probability
+    ``config.irregular_probability``, they carry ``config.irregular_flux_fraction_range`` of the flux and sit
+    off the disk centre (:func:`lopsided`, ``config.irregular_shift_range`` hlr).
+
+    Args:
+        rng: numpy Generator.
+        disk: (hlr [arcsec], q, position angle [rad]) of the disk the knots follow.
+        flux: the galaxy's total flux [image units].
+        config: a :class:`~lenstronomy_vae.sims.galaxies.GalaxySimConfig`.
+
+    Returns:
+        (knots, fraction): the knots (``galsim.GSObject``, flux ``fraction × flux``) and ``fraction``.
+    """
     hlr, q, beta = disk
-    # Drawn only when spirals are asked for: the galaxies of a config without them stay as they were.
+    fraction = rng.uniform(*config.knot_flux_fraction_range)
+    # Each kind is drawn only when asked for: the galaxies of a config without it stay as they were.
     spiral = config.spiral_probability > 0 and rng.uniform() < config.spiral_probability
+    irregular = not spiral and config.irregular_probability > 0 and rng.uniform() < config.irregular_probability
     low, high = config.arm_knots_range if spiral else config.n_knots_range
     count = int(rng.integers(low, high + 1))
     fwhm = rng.uniform(*config.knot_fwhm_range)
     if spiral:
         n_arms = int(rng.integers(config.n_arms_range[0], config.n_arms_range[1] + 1))
-        positions = zip(*spiral_arm_positions(rng, count, hlr, n_arms, rng.uniform(*config.arm_pitch_range)))
+        pitch = rng.uniform(*config.arm_pitch_range)
+        positions = np.column_stack(spiral_arm_positions(rng, count, hlr, n_arms, pitch))
     else:
         positions = galsim.RandomKnots(
             count, half_light_radius=hlr, rng=galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1)))
         ).points
+    if irregular:
+        fraction = rng.uniform(*config.irregular_flux_fraction_range)
+        positions = lopsided(positions, rng, hlr, config.irregular_shift_range)
     # Gaussians rather than RandomKnots' point sources: the intrinsic stamp must be drawable
     # without a PSF, and real clumps are extended.
-    knot = galsim.Gaussian(fwhm=fwhm, flux=flux / count)
-    return galsim.Add([knot.shift(x, y) for x, y in positions]).shear(q=q, beta=beta * galsim.radians)
+    knot = galsim.Gaussian(fwhm=fwhm, flux=fraction * flux / count)
+    knots = galsim.Add([knot.shift(x, y) for x, y in positions]).shear(q=q, beta=beta * galsim.radians)
+    return knots, fraction

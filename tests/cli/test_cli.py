@@ -199,6 +199,16 @@ def test_simulate_with_spiral_arms_records_them_and_refuses_a_bad_probability(tm
     assert "spiral_probability must lie in [0, 1], got 1.5" in capsys.readouterr().err
 
 
+def test_simulate_with_irregulars_records_them_and_refuses_a_bad_probability(tmp_path, capsys):
+    data = tmp_path / "irregulars.h5"
+    assert main(["simulate", "--n", "2", "--source", "parametric", "--irregular-probability", "0.5", "--out",
+                 str(data), "--quiet"]) == 0
+    assert GalaxySet.load_hdf5(data).config.irregular_probability == 0.5
+    assert main(["simulate", "--n", "2", "--irregular-probability", "-0.1", "--out", str(tmp_path / "x.h5"),
+                 "--quiet"]) == 2
+    assert "irregular_probability must lie in [0, 1], got -0.1" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_blend_commands_train_ship_report_and_deblend(lsst_vae, tmp_path, capsys):
     """simulate-blends → train-deblender → train-regressor → report → deblend, on tiny inputs."""

@@ -10,7 +10,7 @@ import pytest
 
 from lenstronomy_vae.sims import catalog, rendering
 from lenstronomy_vae.sims.galaxies import TRUTH_DTYPE, GalaxySet, GalaxySimConfig, simulate_galaxies
-from lenstronomy_vae.sims.morphology import spiral_arm_positions
+from lenstronomy_vae.sims.morphology import lopsided, spiral_arm_positions
 from lenstronomy_vae.sims.surveys import HST_ACS_F814W, SURVEYS
 
 needs_cosmos = pytest.mark.skipif(
@@ -189,6 +189,38 @@ def test_spiral_knots_move_the_light_not_the_flux():
     np.testing.assert_array_equal(again.intrinsic, spiral.intrinsic)
 
 
+def test_lopsided_knots_move_together_by_a_fraction_of_the_hlr():
+    rng = np.random.default_rng(8)
+    positions = rng.normal(0.0, 0.1, (50, 2))
+    shifts = [np.mean(lopsided(positions, rng, 0.4, (0.3, 1.0)) - positions, axis=0) for _ in range(400)]
+    lengths = np.hypot(*np.transpose(shifts))
+    assert 0.12 <= lengths.min() and lengths.max() <= 0.4  # 0.3-1 times the hlr
+    assert np.abs(np.mean(np.exp(1j * np.arctan2(*np.transpose(shifts)[::-1])))) < 0.15  # in any direction
+    moved = lopsided(positions, np.random.default_rng(0), 0.4, (0.3, 1.0)) - positions
+    np.testing.assert_allclose(moved, moved[0] + np.zeros_like(moved))  # one shift for all knots
+
+
+def test_irregular_galaxies_have_brighter_off_centre_knots_and_keep_their_flux():
+    knotty = GalaxySimConfig(source="parametric", knot_probability=1.0, max_offset=0.0, random_rotation=False)
+    regular = simulate_galaxies(6, knotty, seed=4)
+    irregular = simulate_galaxies(6, dataclasses.replace(knotty, irregular_probability=1.0), seed=4)
+    np.testing.assert_allclose(irregular.truth["flux"], regular.truth["flux"])
+    np.testing.assert_allclose(irregular.intrinsic.sum(axis=(1, 2, 3)), regular.intrinsic.sum(axis=(1, 2, 3)),
+                               rtol=0.03)
+
+    def centroid_offset(stamps):  # light centroid's distance from the stamp centre [pixels]
+        y, x = np.indices(stamps.shape[1:3]) - (stamps.shape[1] - 1) / 2
+        light = stamps[..., 0] / stamps.sum(axis=(1, 2, 3))[:, None, None]
+        return np.hypot((light * x).sum(axis=(1, 2)), (light * y).sum(axis=(1, 2)))
+
+    assert np.median(centroid_offset(irregular.intrinsic)) > 3 * np.median(centroid_offset(regular.intrinsic))
+    again = simulate_galaxies(6, dataclasses.replace(knotty, irregular_probability=1.0), seed=4)
+    np.testing.assert_array_equal(again.intrinsic, irregular.intrinsic)
+    spirals = dataclasses.replace(knotty, spiral_probability=1.0)  # arms take precedence: no irregular spirals
+    np.testing.assert_array_equal(simulate_galaxies(2, dataclasses.replace(spirals, irregular_probability=1.0),
+                                                    seed=4).intrinsic, simulate_galaxies(2, spirals, seed=4).intrinsic)
+
+
 def test_without_fpfs_auto_falls_back_and_cosmos_says_how_to_install(without_fpfs):
     assert simulate_galaxies(1, GalaxySimConfig(), seed=0).config.source == "parametric"
     with pytest.raises(RuntimeError, match="pip install fpfs --no-deps"):
@@ -222,6 +254,9 @@ def test_bad_galaxy_count_is_rejected(n):
         ({"n_arms_range": (0, 2)}, "n_arms_range must be"),
         ({"arm_knots_range": (80, 40)}, "arm_knots_range must be"),
         ({"arm_pitch_range": (0.0, 0.5)}, r"arm_pitch_range must lie inside \(0, π/2\)"),
+        ({"irregular_probability": 2.0}, r"irregular_probability must lie in \[0, 1\]"),
+        ({"irregular_flux_fraction_range": (0.5, 1.5)}, "irregular_flux_fraction_range must be"),
+        ({"irregular_shift_range": (-0.5, 1.0)}, "irregular_shift_range must be"),
     ],
 )
 def test_bad_config_is_rejected_with_the_valid_choices(kwargs, message):
