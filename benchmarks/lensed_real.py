@@ -9,7 +9,9 @@ ratios, and every observation is fitted, side by side in one run and under the s
     (``warm_start_steps``), the better kept; latents under their standard-normal prior;
   - SHAPELETS<n> for each n_max of ``--shapelet-nmax`` (default 8 and 15: 45 and 136 coefficients):
     coefficients solved linearly by lenstronomy, beta and centre by PSO then SIMPLEX;
-  - SERSIC_ELLIPSE: PSO then SIMPLEX (amplitude solved linearly).
+  - SERSIC_ELLIPSE: PSO then SIMPLEX (amplitude solved linearly);
+  - TRUE_SOURCE: the truth's own stamp (INTERPOL), only its centre free, PSO then SIMPLEX: a source model that
+    is exactly right, so its lens errors are those the noise alone leaves, the floor of the others.
 The lens model (SIE + SHEAR) is fitted in every case, from ``lens_params_start()`` (θ_E = 1″ at the
 origin, no ellipticity, no shear).
 
@@ -114,6 +116,9 @@ SHEAR_MAX = 0.05  # |γ1|, |γ2|
 LENS_CENTER_MAX = 0.05  # arcsec, each axis
 SOURCE_OFFSET_MAX = 0.1  # arcsec, source centre from the lens centre, each axis
 SHAPELET_PREFIX = "SHAPELETS"
+TRUE_SOURCE = "TRUE_SOURCE"  # the truth's own stamp as the source model: the lens errors the noise alone leaves
+TRUE_SOURCE_CENTER_SIGMA = 0.05  # arcsec: PSO spread of its centre ...
+TRUE_SOURCE_CENTER_MAX = 0.5  # arcsec: ... and its bound, each axis
 FLUX_GRID_HALF_SIZE = 4.0  # arcsec: a fitted source's flux is summed over ±this around its centre ...
 FLUX_GRID_STEP = 0.015  # arcsec: ... on pixels of this side
 FOOTPRINT_THRESHOLD = 1.5  # σ: the galaxy's footprint in the source stamp
@@ -269,8 +274,9 @@ def observe(clean, snr, settings, rng):
 # ----------------------------------------------------------------------------- source models
 
 def model_names(shapelet_nmax):
-    """Every available source model: VAE, SERSIC_ELLIPSE and SHAPELETS<n> for each n of ``shapelet_nmax``."""
-    return ["VAE", "SERSIC_ELLIPSE"] + [f"{SHAPELET_PREFIX}{n}" for n in shapelet_nmax]
+    """Every available source model: VAE, SERSIC_ELLIPSE, SHAPELETS<n> for each n of ``shapelet_nmax`` and
+    TRUE_SOURCE."""
+    return ["VAE", "SERSIC_ELLIPSE"] + [f"{SHAPELET_PREFIX}{n}" for n in shapelet_nmax] + [TRUE_SOURCE]
 
 
 def _pso(settings):
@@ -304,8 +310,22 @@ def shapelets_source(n_max, settings):
     return SourceModel(f"{SHAPELET_PREFIX}{n_max}", "SHAPELETS", None, params, {}, steps)
 
 
+def true_source(stamp, stamp_scale, settings):
+    """The truth's own stamp (unit flux, ``stamp_scale`` arcsec per pixel) as an INTERPOL source with only its
+    centre free (amplitude solved linearly); PSO then SIMPLEX. No source model can know more about the
+    source, so its lens errors are those the noise alone leaves: the floor of every other row."""
+    image = stamp / stamp.sum() / stamp_scale**2
+    fixed = {"image": image, "scale": stamp_scale, "phi_G": 0.0}
+    params = [[{**fixed, "center_x": 0.0, "center_y": 0.0}],
+              [{"center_x": TRUE_SOURCE_CENTER_SIGMA, "center_y": TRUE_SOURCE_CENTER_SIGMA}], [fixed],
+              [{"center_x": -TRUE_SOURCE_CENTER_MAX, "center_y": -TRUE_SOURCE_CENTER_MAX}],
+              [{"center_x": TRUE_SOURCE_CENTER_MAX, "center_y": TRUE_SOURCE_CENTER_MAX}]]
+    steps = [_pso(settings), ["SIMPLEX", {"n_iterations": settings.simplex_iterations}]]
+    return SourceModel(TRUE_SOURCE, "INTERPOL", None, params, {}, steps)
+
+
 def source_model(name, settings, model=None):
-    """The :class:`SourceModel` of a name of :func:`model_names`."""
+    """The :class:`SourceModel` of a name of :func:`model_names`, but TRUE_SOURCE (per galaxy: :func:`true_source`)."""
     if name == "VAE":
         return vae_source(settings, model)
     if name == "SERSIC_ELLIPSE":
@@ -415,6 +435,7 @@ def run_fits(cosmos_dir, sources_rows, snrs, sources, settings, seed):
 
     Args:
         sources_rows: (catalogue row, F814W magnitude) of the galaxies.
+        sources: :class:`SourceModel` s, or TRUE_SOURCE for each galaxy's own stamp (:func:`true_source`).
 
     Returns:
         one JSON-ready dict per (galaxy, SNR): row, mag, snr, truth, noise_sigma and per model its fit.
@@ -427,9 +448,11 @@ def run_fits(cosmos_dir, sources_rows, snrs, sources, settings, seed):
         truth = draw_truth(np.random.default_rng([seed, index]))
         clean = lensed_image(stamp / stamp.sum(), stamp_scale, truth, settings)
         footprint = truth_footprint(stamp, stamp_scale, truth)
+        galaxy_sources = [true_source(stamp, stamp_scale, settings) if source == TRUE_SOURCE else source
+                          for source in sources]
         for snr in snrs:
             observation = observe(clean, snr, settings, np.random.default_rng([seed, index, round(1000 * snr)]))
-            fits = fit_observation(observation, truth, sources, seed + index, footprint)
+            fits = fit_observation(observation, truth, galaxy_sources, seed + index, footprint)
             rows.append({"index": index, "mag": mag, "snr": snr, "truth": truth, "stamp_noise_removed": removed,
                          "noise_sigma": observation.noise_sigma, "models": fits})
             print(f"galaxy {index:2d} (mag {mag:.1f}, θ_E {truth['theta_E']:.3f}″) SNR {snr:g}: " + ", ".join(
@@ -501,7 +524,7 @@ def run(cosmos_dir, n, snrs, names, out, settings=None, model=None, seed=0):
     if not selected:
         print(f"no galaxy brighter than mag {settings.max_mag} in {cosmos_dir}: nothing to fit")
         return None
-    sources = [source_model(name, settings, model) for name in names]
+    sources = [name if name == TRUE_SOURCE else source_model(name, settings, model) for name in names]
     rows = run_fits(cosmos_dir, selected, snrs, sources, settings, seed)
     summary = summarize(rows, names, snrs)
     print(f"\n{len(selected)} COSMOS galaxies (mag < {settings.max_mag}) behind random SIE + shear lenses, "
