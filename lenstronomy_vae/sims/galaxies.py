@@ -119,10 +119,6 @@ class GalaxySimConfig(SimConfig):
             "knot_flux_fraction_range", self.knot_flux_fraction_range, low=0.0, high=1.0
         )
         self.n_knots_range = tuple(int(v) for v in checked_range("n_knots_range", self.n_knots_range, low=1))
-        self.irregular_flux_fraction_range = checked_range(
-            "irregular_flux_fraction_range", self.irregular_flux_fraction_range, low=0.0, high=1.0
-        )
-        self.irregular_shift_range = checked_range("irregular_shift_range", self.irregular_shift_range, low=0.0)
         self.knot_fwhm_range = checked_range("knot_fwhm_range", self.knot_fwhm_range, low=0.0)
         if self.knot_fwhm_range[0] == 0:
             raise ValueError(f"knot_fwhm_range must be positive [arcsec], got {self.knot_fwhm_range}")
@@ -134,6 +130,10 @@ class GalaxySimConfig(SimConfig):
         self.arm_pitch_range = checked_range("arm_pitch_range", self.arm_pitch_range, low=0.0, high=math.pi / 2)
         if self.arm_pitch_range[0] == 0 or self.arm_pitch_range[1] == math.pi / 2:
             raise ValueError(f"arm_pitch_range must lie inside (0, π/2) [radians], got {self.arm_pitch_range}")
+        self.irregular_flux_fraction_range = checked_range(
+            "irregular_flux_fraction_range", self.irregular_flux_fraction_range, low=0.0, high=1.0
+        )
+        self.irregular_shift_range = checked_range("irregular_shift_range", self.irregular_shift_range, low=0.0)
 
 
 @dataclasses.dataclass

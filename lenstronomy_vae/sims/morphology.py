@@ -149,14 +149,15 @@ def spiral_arm_positions(rng, count, hlr, n_arms, pitch):
         pitch: pitch angle of the arms [radians], in (0, π/2).
 
     Returns:
-        (x, y): arrays of the positions [arcsec], disk centre at the origin.
+        (count, 2) array of the (x, y) positions [arcsec], disk centre at the origin (as
+        ``galsim.RandomKnots.points``).
     """
     scale_length = hlr / _EXPONENTIAL_HLR_PER_SCALE
     radius = rng.gamma(2.0, scale_length, count) * np.exp(rng.normal(0.0, _ARM_LOG_RADIUS_SCATTER, count))
     arm = rng.integers(0, n_arms, count)
     angle = (rng.uniform(0.0, 2 * np.pi) + 2 * np.pi * arm / n_arms + np.log(radius / scale_length) / np.tan(pitch)
              + rng.normal(0.0, _ARM_ANGLE_SCATTER, count))
-    return radius * np.cos(angle), radius * np.sin(angle)
+    return np.column_stack([radius * np.cos(angle), radius * np.sin(angle)])
 
 
 def lopsided(positions, rng, hlr, shift_range):
@@ -196,12 +197,12 @@ def draw_knots(rng, disk, flux, config):
     if spiral:
         n_arms = int(rng.integers(config.n_arms_range[0], config.n_arms_range[1] + 1))
         pitch = rng.uniform(*config.arm_pitch_range)
-        positions = np.column_stack(spiral_arm_positions(rng, count, hlr, n_arms, pitch))
+        positions = spiral_arm_positions(rng, count, hlr, n_arms, pitch)
     else:
         positions = galsim.RandomKnots(
             count, half_light_radius=hlr, rng=galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1)))
         ).points
-    if irregular:
+    if irregular:  # replaces the fraction drawn above, which stays drawn so that other galaxies are unchanged
         fraction = rng.uniform(*config.irregular_flux_fraction_range)
         positions = lopsided(positions, rng, hlr, config.irregular_shift_range)
     # Gaussians rather than RandomKnots' point sources: the intrinsic stamp must be drawable

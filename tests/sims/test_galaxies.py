@@ -168,7 +168,7 @@ def test_knot_probability_zero_gives_smooth_galaxies():
 def test_spiral_arm_positions_follow_their_arms_and_the_disk_light():
     rng = np.random.default_rng(3)
     hlr, n_arms, pitch = 0.4, 3, 0.3
-    x, y = spiral_arm_positions(rng, 4000, hlr, n_arms, pitch)
+    x, y = spiral_arm_positions(rng, 4000, hlr, n_arms, pitch).T
     radius = np.hypot(x, y)
     assert np.median(radius) == pytest.approx(hlr, rel=0.05)  # half the knots inside the disk's hlr
     # Unwound along the arms, the angles fall on n_arms directions; random angles do not.
