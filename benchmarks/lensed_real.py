@@ -22,7 +22,9 @@ parameters being the sampled ones plus the linearly solved amplitudes; the media
 the failures, fits with |fitted − true θ_E| > 0.05″ (counted in the medians too); and the fitted
 source's flux over the truth's (median and farthest from 1), in all and on the truth's pixels of light
 (``in fp``: the cleaned stamp's non-zero pixels, :func:`truth_footprint`), the difference being light
-a model puts where the truth has none. Per VAE fit the JSON also holds the fitted ``scale`` and |z|.
+a model puts where the truth has none; and both medians per bin of the truth's half-light radius
+(``SIZE_BIN_EDGES``: < 0.17″, 0.17–0.25″, > 0.25″; :func:`half_light_radius` of the cleaned stamp). Per VAE fit
+the JSON also holds the fitted ``scale`` and |z|.
 ``--latent-prior-sigma`` sets the σ of the VAE latents' Gaussian prior (default 1, the VAE's own). Prints one
 table and writes ``--out`` (JSON) with the truth and every fit of every galaxy and SNR.
 
@@ -123,6 +125,7 @@ FLUX_GRID_HALF_SIZE = 4.0  # arcsec: a fitted source's flux is summed over ±thi
 FLUX_GRID_STEP = 0.015  # arcsec: ... on pixels of this side
 FOOTPRINT_THRESHOLD = 1.5  # σ: the galaxy's footprint in the source stamp
 FOOTPRINT_GROWTH = 3  # pixels the footprint is grown by
+SIZE_BIN_EDGES = (0.17, 0.25)  # arcsec: the flux is reported per bin of the truth's half-light radius
 
 
 @dataclasses.dataclass
@@ -401,6 +404,13 @@ def source_flux_in(kwargs_model, kwargs_source, x, y, pixel_scale):
     return float(np.sum(light.surface_brightness(x, y, kwargs_source)) * pixel_scale**2)
 
 
+def half_light_radius(stamp, stamp_scale):
+    """Half-light radius [arcsec] of a source stamp: the radius about the stamp's centre that holds half its flux."""
+    import galsim
+
+    return float(galsim.ImageD(np.asarray(stamp, dtype=np.float64), scale=stamp_scale).calculateHLR())
+
+
 def truth_footprint(stamp, stamp_scale, truth):
     """(x, y, pixel side) [arcsec] of the true source's pixels of light: the non-zero pixels of the cleaned stamp.
 
@@ -454,6 +464,7 @@ def run_fits(cosmos_dir, sources_rows, snrs, sources, settings, seed):
             observation = observe(clean, snr, settings, np.random.default_rng([seed, index, round(1000 * snr)]))
             fits = fit_observation(observation, truth, galaxy_sources, seed + index, footprint)
             rows.append({"index": index, "mag": mag, "snr": snr, "truth": truth, "stamp_noise_removed": removed,
+                         "source_half_light_radius": half_light_radius(stamp, stamp_scale),
                          "noise_sigma": observation.noise_sigma, "models": fits})
             print(f"galaxy {index:2d} (mag {mag:.1f}, θ_E {truth['theta_E']:.3f}″) SNR {snr:g}: " + ", ".join(
                 f"{name} Δθ_E {fit['error']['theta_E']:+.4f}″ χ²_ν {fit['reduced_chi2']:.3f} {fit['seconds']:.0f} s"
@@ -494,7 +505,28 @@ def summarize(rows, names, snrs):
                 row = summary[f"{snr:g}"][name]
                 row["median_source_flux_in_footprint"] = float(np.median(inside))
                 row["worst_source_flux_in_footprint"] = float(max(inside, key=lambda f: abs(f - 1)))
+            if all("source_half_light_radius" in row for row in at_snr):
+                summary[f"{snr:g}"][name]["source_flux_by_size"] = flux_by_size(at_snr, name)
     return summary
+
+
+def flux_by_size(rows, name):
+    """Median fitted source flux over the true one (in all and, where recorded, on the truth's pixels of light) of
+    model ``name`` per bin of the truth's half-light radius (SIZE_BIN_EDGES, arcsec; None: no upper edge); rows of
+    one SNR. A median is None where the bin is empty or a fit lacks the figure."""
+    edges = (0.0, *SIZE_BIN_EDGES, None)
+    bins = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        fits = [row["models"][name] for row in rows
+                if low <= row["source_half_light_radius"] and (high is None or row["source_half_light_radius"] < high)]
+        bins.append({"half_light_radius": [low, high], "galaxies": len(fits),
+                     "median_source_flux": _median(fits, "source_flux"),
+                     "median_source_flux_in_footprint": _median(fits, "source_flux_in_footprint")})
+    return bins
+
+
+def _median(fits, key):
+    return float(np.median([fit[key] for fit in fits])) if fits and all(key in fit for fit in fits) else None
 
 
 def print_table(summary, settings):
@@ -515,6 +547,27 @@ def print_table(summary, settings):
                   f"{row['median_seconds']:6.1f} {row['failures']:6d} {row['median_source_flux']:6.3f} "
                   f"{row['worst_source_flux']:6.3f} {row.get('median_source_flux_in_footprint', np.nan):6.3f} "
                   f"{row.get('worst_source_flux_in_footprint', np.nan):6.3f}")
+    print_flux_by_size(summary)
+
+
+def print_flux_by_size(summary):
+    """Median fitted flux over the true one per bin of the truth's half-light radius (in all, and "in fp")."""
+    if not any("source_flux_by_size" in row for by_model in summary.values() for row in by_model.values()):
+        return
+    low, high = SIZE_BIN_EDGES
+    labels = (f"< {low:g}″", f"{low:g}–{high:g}″", f"> {high:g}″")
+    print("\nfitted source flux / true (median; in fp) by the truth's half-light radius (galaxies)")
+    print(f"{'SNR':>5} {'source model':>15} " + " ".join(f"{label:>22}" for label in labels))
+    for snr, by_model in summary.items():
+        for name, row in by_model.items():
+            cells = " ".join(
+                f"{_ratio(entry['median_source_flux'])}; {_ratio(entry['median_source_flux_in_footprint'])} "
+                f"({entry['galaxies']:2d})" for entry in row.get("source_flux_by_size", []))
+            print(f"{snr:>5} {name:>15} {cells}")
+
+
+def _ratio(value):
+    return f"{value:6.3f}" if value is not None else f"{'—':>6}"
 
 
 def run(cosmos_dir, n, snrs, names, out, settings=None, model=None, seed=0):

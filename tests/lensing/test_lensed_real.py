@@ -55,3 +55,32 @@ def test_true_source_recovers_the_lens_and_the_flux_from_noise_free_data(script)
     assert fit["reduced_chi2"] < 0.01  # σ² units; the 3 × 3 against 5 × 5 supersampling alone is ~1e-6
     assert fit["source_flux"] == pytest.approx(1.0, rel=0.01)
     assert fit["free_parameters"] == 5 + 2 + 2 + 1  # SIE, SHEAR, the source's centre and amplitude
+
+
+def test_half_light_radius_of_a_gaussian_source(script):
+    sigma_pixels, scale = 4.0, 0.03
+    y, x = np.mgrid[-30:31, -30:31].astype(float)
+    stamp = np.exp(-(x**2 + y**2) / (2 * sigma_pixels**2))
+    expected = np.sqrt(2 * np.log(2)) * sigma_pixels * scale  # arcsec
+    assert script.half_light_radius(stamp, scale) == pytest.approx(expected, abs=0.5 * scale)
+    assert script.half_light_radius(stamp, 2 * scale) == pytest.approx(2 * expected, abs=scale)
+
+
+def test_flux_is_summarised_per_bin_of_the_truths_half_light_radius(script):
+    small, middle = script.SIZE_BIN_EDGES
+    radii_and_fluxes = [(0.5 * small, 1.0), (0.9 * small, 1.2), (0.5 * (small + middle), 0.9), (2 * middle, 1.5),
+                        (3 * middle, 1.3), (4 * middle, 1.1)]
+    rows = [{"snr": 30.0, "source_half_light_radius": radius,
+             "models": {"M": {"source_flux": flux, "source_flux_in_footprint": flux - 0.1}}}
+            for radius, flux in radii_and_fluxes]
+    del rows[2]["models"]["M"]["source_flux_in_footprint"]  # a fit without the in-footprint figure
+    bins = script.flux_by_size(rows, "M")
+    assert [entry["galaxies"] for entry in bins] == [2, 1, 3]
+    assert [entry["half_light_radius"] for entry in bins] == [[0.0, small], [small, middle], [middle, None]]
+    assert [entry["median_source_flux"] for entry in bins] == pytest.approx([1.1, 0.9, 1.3])
+    assert bins[0]["median_source_flux_in_footprint"] == pytest.approx(1.0)
+    assert bins[1]["median_source_flux_in_footprint"] is None
+    assert bins[2]["median_source_flux_in_footprint"] == pytest.approx(1.2)
+    rows = [row for row in rows if row["source_half_light_radius"] < middle]
+    assert script.flux_by_size(rows, "M")[2] == {"half_light_radius": [middle, None], "galaxies": 0,
+                                                  "median_source_flux": None, "median_source_flux_in_footprint": None}
