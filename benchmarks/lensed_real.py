@@ -37,7 +37,10 @@ Choices:
     COSMOS stamp's own noise, smoothed: negative pixels summed to 10–47 % of the flux for 19 of the
     21 galaxies, a part of the truth that no source model reproduces. That noise is set to 0 outside
     the galaxy's footprint (:func:`noise_outside_footprint_removed`: its 1.5σ ``sep`` segment grown
-    by 3 pixels); inside it the stamp is kept as it is, noise included.
+    by 3 pixels); inside it the stamp is kept as it is, noise included. The galaxy's own light below that
+    isophote goes too, so the truth is a real galaxy cut at the COSMOS noise: ``--cleaning-loss N`` measures how
+    much light that cut takes from N simulated galaxies of known light (:func:`cleaning_loss`), light that a
+    source model with realistic wings puts back.
   - INTERPOL cache: lenstronomy's INTERPOL profile builds the interpolator of the first image it
     renders and keeps it (``Interpol.image_interp``), whatever image later calls pass; only
     ``Interpol.delete_cache()`` clears it. Every truth image is therefore rendered through a fresh
@@ -60,6 +63,7 @@ BLAS runs on one thread during the fits (as in real_galaxies.py). Exits 0 with a
 data are absent.
 
     python benchmarks/lensed_real.py [--n 20] [--snrs 30 100] [--out lensed_real.json] [--shared ../shared]
+    python benchmarks/lensed_real.py --cleaning-loss 600 [--out cleaning_loss.json]
     python benchmarks/lensed_real.py --n 2 --snrs 30 --pso-particles 10 --pso-iterations 5 \\
         --models VAE SERSIC_ELLIPSE SHAPELETS8 --out /tmp/lensed_smoke.json
 """
@@ -190,20 +194,25 @@ def cutout_shape(cosmos_dir, index):
     return galsim.RealGalaxyCatalog(CATALOG, dir=str(cosmos_dir)).getGalImage(int(index)).array.shape
 
 
+def stamp_noise_sigma(stamp, patch):
+    """σ of a stamp's noise [its units], which covers a ``patch`` (rows, columns) at its centre: 1.4826 × the median
+    |value| of the patch's negative pixels (galaxy light is positive, noise symmetric); 0 without any."""
+    rows, columns = (slice(max((n - m) // 2, 0), max((n - m) // 2, 0) + min(m, n)) for n, m in zip(stamp.shape, patch))
+    inside = stamp[rows, columns]
+    return float(1.4826 * np.median(-inside[inside < 0])) if np.any(inside < 0) else 0.0
+
+
 def noise_outside_footprint_removed(stamp, patch):
     """The source stamp with the COSMOS noise outside the galaxy set to 0, and the flux that removed (fraction).
 
     The noise covers only the original COSMOS cut-out, a ``patch`` (rows, columns) pixels square at
-    the stamp's centre: its σ is 1.4826 × the median |value| of the patch's negative pixels (galaxy
-    light is positive, noise symmetric). The footprint: the ``sep`` segment (threshold
+    the stamp's centre (its σ: :func:`stamp_noise_sigma`). The footprint: the ``sep`` segment (threshold
     FOOTPRINT_THRESHOLD × σ) nearest the stamp's centre, grown by FOOTPRINT_GROWTH pixels. Inside
     it the stamp's own noise stays, as part of the truth; other objects of the cut-out go with the noise.
     """
     import sep
 
-    rows, columns = (slice(max((n - m) // 2, 0), max((n - m) // 2, 0) + min(m, n)) for n, m in zip(stamp.shape, patch))
-    inside = stamp[rows, columns]
-    sigma = 1.4826 * np.median(-inside[inside < 0]) if np.any(inside < 0) else 0.0
+    sigma = stamp_noise_sigma(stamp, patch)
     data = np.ascontiguousarray(stamp, dtype=np.float64)
     objects, segmentation = sep.extract(data, FOOTPRINT_THRESHOLD, err=sigma, segmentation_map=True)
     centre = (np.array(stamp.shape) - 1) / 2
@@ -213,6 +222,68 @@ def noise_outside_footprint_removed(stamp, patch):
     footprint = ndimage.binary_dilation(segmentation == nearest + 1, iterations=FOOTPRINT_GROWTH)
     cleaned = np.where(footprint, stamp, 0.0)
     return cleaned, float(1.0 - cleaned.sum() / stamp.sum())
+
+
+def light_kept_by_cleaning(stamps, pixel_scale, noise_sigma, settings, rng):
+    """Fraction of each galaxy's light inside the footprint that :func:`noise_outside_footprint_removed` keeps.
+
+    What the truths lose: each noise-free stamp (n, H, W) [flux per pixel, ``pixel_scale`` arcsec] is placed on
+    a ``settings.source_size`` grid and smoothed like a real source (Gaussian of ``source_smoothing_fwhm``),
+    noise of standard deviation ``noise_sigma`` [the stamps' units] smoothed by the same Gaussian is added, and
+    the cleaning's footprint is found on that; the light kept is the noise-free stamp's inside it.
+
+    Returns:
+        (kept fraction (n,), half-light radius (n,) [arcsec] of the smoothed noise-free stamps).
+    """
+    sigma_pixels = settings.source_smoothing_fwhm / (2 * np.sqrt(2 * np.log(2))) / pixel_scale
+    noise_scale = noise_sigma * 2 * np.sqrt(np.pi) * sigma_pixels  # smoothed unit white noise has σ 1/(2√π σ_px)
+    kept, radii = [], []
+    for stamp in np.asarray(stamps, dtype=np.float64):
+        pad = [((settings.source_size - n) // 2, settings.source_size - n - (settings.source_size - n) // 2)
+               for n in stamp.shape]
+        smooth = ndimage.gaussian_filter(np.pad(stamp, pad), sigma_pixels, mode="constant")
+        noise = ndimage.gaussian_filter(rng.normal(size=smooth.shape), sigma_pixels, mode="wrap") * noise_scale
+        cleaned, _ = noise_outside_footprint_removed(smooth + noise, smooth.shape)
+        kept.append(float(smooth[cleaned != 0].sum() / smooth.sum()))
+        radii.append(half_light_radius(smooth, pixel_scale))
+    return np.array(kept), np.array(radii)
+
+
+def cleaning_loss(cosmos_dir, n, settings, seed=0):
+    """Print and return the light that cleaning takes from simulated galaxies like the real sources, per size bin.
+
+    ``n`` galaxies of the HST simulation (:func:`lenstronomy_vae.sims.simulate_galaxies`, COSMOS parametric
+    fits with knots when the catalogue is installed, magnitudes up to ``settings.max_mag``) go through
+    :func:`light_kept_by_cleaning` with the median noise σ of the first 20 real sources' stamps.
+
+    Returns:
+        dict: ``noise_sigma`` [e-/s per pixel] and per bin of half-light radius (SIZE_BIN_EDGES) the galaxies
+        and the median and 16th percentile of the kept fraction.
+    """
+    from lenstronomy_vae.sims import GalaxySimConfig, get_survey, simulate_galaxies
+
+    sigmas = []
+    for index, _ in lensed_sources(cosmos_dir, range(catalog_size(cosmos_dir)), settings.max_mag)[:20]:
+        stamp, _ = real_source(cosmos_dir, index, settings.source_size, smoothing_fwhm=settings.source_smoothing_fwhm)
+        sigmas.append(stamp_noise_sigma(stamp, cutout_shape(cosmos_dir, index)))
+    noise_sigma = float(np.median(sigmas))
+    config = GalaxySimConfig(mag_range=(GalaxySimConfig.mag_range[0], settings.max_mag))
+    galaxies = simulate_galaxies(n, config, seed=seed)
+    kept, radii = light_kept_by_cleaning(galaxies.intrinsic[..., 0], get_survey(config.survey).pixel_scale,
+                                         noise_sigma, settings, np.random.default_rng(seed))
+    edges = (0.0, *SIZE_BIN_EDGES, np.inf)
+    result = {"noise_sigma": noise_sigma, "galaxies": n, "bins": []}
+    print(f"\nlight the cleaning keeps of {n} simulated galaxies (mag < {settings.max_mag}, "
+          f"noise σ {noise_sigma:.5f}):")
+    for low, high, label in zip(edges[:-1], edges[1:], size_labels()):
+        inside = kept[(radii >= low) & (radii < high)]
+        entry = {"half_light_radius": [low, high if np.isfinite(high) else None], "galaxies": int(inside.size),
+                 "median_kept": float(np.median(inside)) if inside.size else None,
+                 "p16_kept": float(np.percentile(inside, 16)) if inside.size else None}
+        result["bins"].append(entry)
+        print(f"  half-light radius {label:>10}: {inside.size:4d} galaxies, kept median "
+              f"{_ratio(entry['median_kept'])}, 16th percentile {_ratio(entry['p16_kept'])}")
+    return result
 
 
 def draw_truth(rng):
@@ -554,16 +625,20 @@ def print_flux_by_size(summary):
     """Median fitted flux over the true one per bin of the truth's half-light radius (in all, and "in fp")."""
     if not any("source_flux_by_size" in row for by_model in summary.values() for row in by_model.values()):
         return
-    low, high = SIZE_BIN_EDGES
-    labels = (f"< {low:g}″", f"{low:g}–{high:g}″", f"> {high:g}″")
     print("\nfitted source flux / true (median; in fp) by the truth's half-light radius (galaxies)")
-    print(f"{'SNR':>5} {'source model':>15} " + " ".join(f"{label:>22}" for label in labels))
+    print(f"{'SNR':>5} {'source model':>15} " + " ".join(f"{label:>22}" for label in size_labels()))
     for snr, by_model in summary.items():
         for name, row in by_model.items():
             cells = " ".join(
                 f"{_ratio(entry['median_source_flux'])}; {_ratio(entry['median_source_flux_in_footprint'])} "
                 f"({entry['galaxies']:2d})" for entry in row.get("source_flux_by_size", []))
             print(f"{snr:>5} {name:>15} {cells}")
+
+
+def size_labels():
+    """The bins of half-light radius (SIZE_BIN_EDGES) as table headings."""
+    low, high = SIZE_BIN_EDGES
+    return f"< {low:g}″", f"{low:g}–{high:g}″", f"> {high:g}″"
 
 
 def _ratio(value):
@@ -609,6 +684,9 @@ def main(argv=None):
     parser.add_argument("--max-mag", type=float, default=Settings.max_mag, help="use galaxies brighter than this")
     parser.add_argument("--model", default=None, help="VAE model name or .keras path (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cleaning-loss", type=int, default=0, metavar="N",
+                        help="instead of fitting, measure the light the truths' cleaning takes from N "
+                             "simulated galaxies")
     parser.add_argument("--out", default="lensed_real.json")
     args = parser.parse_args(argv)
 
@@ -624,6 +702,9 @@ def main(argv=None):
     settings = Settings(max_mag=args.max_mag, pso_particles=args.pso_particles, pso_iterations=args.pso_iterations,
                         lm_iterations=args.lm_iterations, simplex_iterations=args.simplex_iterations,
                         latent_prior_sigma=args.latent_prior_sigma)
+    if args.cleaning_loss:
+        write_json(args.out, cleaning_loss(cosmos_dir, args.cleaning_loss, settings, seed=args.seed))
+        return 0
     run(cosmos_dir, args.n, args.snrs, names, args.out, settings, model=args.model, seed=args.seed)
     return 0
 

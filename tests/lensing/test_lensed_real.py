@@ -84,3 +84,23 @@ def test_flux_is_summarised_per_bin_of_the_truths_half_light_radius(script):
     rows = [row for row in rows if row["source_half_light_radius"] < middle]
     assert script.flux_by_size(rows, "M")[2] == {"half_light_radius": [middle, None], "galaxies": 0,
                                                   "median_source_flux": None, "median_source_flux_in_footprint": None}
+
+
+def test_cleaning_keeps_a_compact_galaxy_and_cuts_the_wings_of_an_extended_one(script):
+    settings = script.Settings()
+    y, x = np.mgrid[-32:32, -32:32] + 0.5
+    radius = np.hypot(x, y)
+    compact = np.exp(-radius**2 / (2 * 2.0**2))  # Gaussian, σ 2 px: no wings
+    extended = np.exp(-radius / 6.0)  # exponential disk, scale 6 px: wings to the stamp's edge
+    stamps = np.array([compact, extended, extended])
+    sigmas = [0.01, 0.01, 0.1]  # noise σ in units of the peaks
+    kept, radii = [], []
+    for stamp, sigma in zip(stamps, sigmas):
+        k, r = script.light_kept_by_cleaning(stamp[None], 0.03, sigma, settings, np.random.default_rng(0))
+        kept.append(k[0])
+        radii.append(r[0])
+    assert kept[0] > 0.99
+    assert 0.5 < kept[2] < kept[1] - 0.1 and kept[1] < 0.99  # the wings below 1.5σ go, more the noisier the stamp
+    assert radii[1] == radii[2] > 2 * radii[0]  # arcsec, of the noise-free stamps
+    again = script.light_kept_by_cleaning(stamps[2:], 0.03, 0.1, settings, np.random.default_rng(0))
+    assert again[0][0] == kept[2]
