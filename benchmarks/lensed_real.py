@@ -271,13 +271,12 @@ def cleaning_loss(cosmos_dir, n, settings, seed=0):
     galaxies = simulate_galaxies(n, config, seed=seed)
     kept, radii = light_kept_by_cleaning(galaxies.intrinsic[..., 0], get_survey(config.survey).pixel_scale,
                                          noise_sigma, settings, np.random.default_rng(seed))
-    edges = (0.0, *SIZE_BIN_EDGES, np.inf)
     result = {"noise_sigma": noise_sigma, "galaxies": n, "bins": []}
     print(f"\nlight the cleaning keeps of {n} simulated galaxies (mag < {settings.max_mag}, "
           f"noise σ {noise_sigma:.5f}):")
-    for low, high, label in zip(edges[:-1], edges[1:], size_labels()):
-        inside = kept[(radii >= low) & (radii < high)]
-        entry = {"half_light_radius": [low, high if np.isfinite(high) else None], "galaxies": int(inside.size),
+    for size_bin, label in zip(size_bins(), size_labels()):
+        inside = kept[[in_size_bin(radius, size_bin) for radius in radii]]
+        entry = {"half_light_radius": list(size_bin), "galaxies": int(inside.size),
                  "median_kept": float(np.median(inside)) if inside.size else None,
                  "p16_kept": float(np.percentile(inside, 16)) if inside.size else None}
         result["bins"].append(entry)
@@ -583,14 +582,12 @@ def summarize(rows, names, snrs):
 
 def flux_by_size(rows, name):
     """Median fitted source flux over the true one (in all and, where recorded, on the truth's pixels of light) of
-    model ``name`` per bin of the truth's half-light radius (SIZE_BIN_EDGES, arcsec; None: no upper edge); rows of
-    one SNR. A median is None where the bin is empty or a fit lacks the figure."""
-    edges = (0.0, *SIZE_BIN_EDGES, None)
+    model ``name`` per bin of the truth's half-light radius (:func:`size_bins`); rows of one SNR. A median is None
+    where the bin is empty or a fit lacks the figure."""
     bins = []
-    for low, high in zip(edges[:-1], edges[1:]):
-        fits = [row["models"][name] for row in rows
-                if low <= row["source_half_light_radius"] and (high is None or row["source_half_light_radius"] < high)]
-        bins.append({"half_light_radius": [low, high], "galaxies": len(fits),
+    for size_bin in size_bins():
+        fits = [row["models"][name] for row in rows if in_size_bin(row["source_half_light_radius"], size_bin)]
+        bins.append({"half_light_radius": list(size_bin), "galaxies": len(fits),
                      "median_source_flux": _median(fits, "source_flux"),
                      "median_source_flux_in_footprint": _median(fits, "source_flux_in_footprint")})
     return bins
@@ -633,6 +630,18 @@ def print_flux_by_size(summary):
                 f"{_ratio(entry['median_source_flux'])}; {_ratio(entry['median_source_flux_in_footprint'])} "
                 f"({entry['galaxies']:2d})" for entry in row.get("source_flux_by_size", []))
             print(f"{snr:>5} {name:>15} {cells}")
+
+
+def size_bins():
+    """The bins of half-light radius, (low, high) [arcsec] from SIZE_BIN_EDGES; high None: no upper edge."""
+    edges = (0.0, *SIZE_BIN_EDGES, None)
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def in_size_bin(radius, size_bin):
+    """Whether a half-light radius [arcsec] falls in a bin of :func:`size_bins`."""
+    low, high = size_bin
+    return low <= radius and (high is None or radius < high)
 
 
 def size_labels():
