@@ -2,8 +2,9 @@
 
 (a) Unlensed (default): every stamp of ``../shared/data/cosmos`` (or the first ``--n``) is fitted,
     side by side in one run, with
-      - VAE: ``fit_galaxy`` (LM from the mean galaxy), and LM after a short PSO on centre and scale
-        with the latents at the mean galaxy; the better of the two is kept and the time of both is
+      - VAE: ``fit_galaxy`` (LM from the mean galaxy, and from ``--vae-restarts`` more starts drawn from the
+        latent prior, the best kept), and LM after a short PSO on centre and scale with the latents at
+        the mean galaxy; the better of the two is kept and the time of both is
         counted (measured: neither start wins everywhere; per galaxy ``starts``, in the summary
         ``start_wins``);
       - SERSIC_ELLIPSE: lenstronomy PSO then SIMPLEX;
@@ -104,6 +105,7 @@ class Budget:
 
     max_size: int = 96
     vae_lm_iterations: int = 50
+    vae_restarts: int = 0  # fit_galaxy's extra LM starts, latents drawn from the prior
     vae_pso_particles: int = 20
     vae_pso_iterations: int = 20
     sersic_pso_particles: int = 30
@@ -290,7 +292,7 @@ def fit_vae(stamp, budget, model=None, seed=0, image=None, start=None):
     begin = time.perf_counter()
     with _quiet():
         mean_start = fit_galaxy(image, stamp.noise_sigma, stamp.psf, stamp.pixel_scale, model=model,
-                                max_iterations=budget.vae_lm_iterations, seed=seed)
+                                max_iterations=budget.vae_lm_iterations, seed=seed, restarts=budget.vae_restarts)
     mean_seconds = time.perf_counter() - begin
     np.random.seed(seed)
     fitting = galaxy_fitting_sequence(stamp, image, "VAE", _vae_params(model), likelihood, {"model": model})
@@ -709,6 +711,8 @@ def main(argv=None):
     parser.add_argument("--lensed-max-mag", type=float, default=LensedBudget.max_mag)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="unlensed models to fit")
     parser.add_argument("--no-noise-floor", action="store_true", help="skip the noise-floor refits")
+    parser.add_argument("--vae-restarts", type=int, default=Budget.vae_restarts,
+                        help="extra fit_galaxy starts of the VAE (latents drawn from the prior; the best kept)")
     parser.add_argument("--figure-galaxies", type=int, default=4)
     parser.add_argument("--model", default=None, help="VAE model name or .keras path (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0)
@@ -724,8 +728,9 @@ def main(argv=None):
         run_lensed(cosmos_dir, indices, args.out, LensedBudget(max_mag=args.lensed_max_mag), model=args.model,
                    seed=args.seed, figure_galaxies=args.figure_galaxies)
     else:
-        run_galaxies(cosmos_dir, indices, args.out, Budget(max_size=args.max_size, noise_floor=not args.no_noise_floor),
-                     model=args.model, seed=args.seed, figure_galaxies=args.figure_galaxies, models=tuple(args.models))
+        budget = Budget(max_size=args.max_size, noise_floor=not args.no_noise_floor, vae_restarts=args.vae_restarts)
+        run_galaxies(cosmos_dir, indices, args.out, budget, model=args.model, seed=args.seed,
+                     figure_galaxies=args.figure_galaxies, models=tuple(args.models))
     return 0
 
 

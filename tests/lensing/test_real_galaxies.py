@@ -35,7 +35,7 @@ def script():
 @pytest.fixture(scope="module")
 def galaxy_run(script, tmp_path_factory):
     out = tmp_path_factory.mktemp("real_galaxies")
-    budget = script.Budget(vae_lm_iterations=15, vae_pso_particles=8, vae_pso_iterations=4,
+    budget = script.Budget(vae_lm_iterations=15, vae_restarts=1, vae_pso_particles=8, vae_pso_iterations=4,
                            sersic_pso_particles=12, sersic_pso_iterations=10, sersic_simplex_iterations=150,
                            shapelets_pso_particles=4, shapelets_pso_iterations=3, shapelets_simplex_iterations=15,
                            floor_lm_iterations=5, floor_simplex_iterations=50)
