@@ -562,21 +562,20 @@ def summarize(rows, names, snrs):
             for param in REPORTED:
                 bias, scatter = bias_and_scatter(np.array([fit["error"][param] for fit in fits]))
                 parameters[param] = {"bias": bias, "scatter": scatter}
-            summary[f"{snr:g}"][name] = {
+            entry = summary[f"{snr:g}"][name] = {
                 "galaxies": len(fits), "parameters": parameters,
                 "median_reduced_chi2": float(np.median([fit["reduced_chi2"] for fit in fits])),
                 "median_seconds": float(np.median([fit["seconds"] for fit in fits])),
                 "failures": sum(fit["failed"] for fit in fits),
-                "median_source_flux": float(np.median([fit["source_flux"] for fit in fits])),
+                "median_source_flux": _median(fits, "source_flux"),
                 "worst_source_flux": float(max((fit["source_flux"] for fit in fits), key=lambda f: abs(f - 1))),
             }
             if all("source_flux_in_footprint" in fit for fit in fits):
                 inside = [fit["source_flux_in_footprint"] for fit in fits]
-                row = summary[f"{snr:g}"][name]
-                row["median_source_flux_in_footprint"] = float(np.median(inside))
-                row["worst_source_flux_in_footprint"] = float(max(inside, key=lambda f: abs(f - 1)))
+                entry["median_source_flux_in_footprint"] = _median(fits, "source_flux_in_footprint")
+                entry["worst_source_flux_in_footprint"] = float(max(inside, key=lambda f: abs(f - 1)))
             if all("source_half_light_radius" in row for row in at_snr):
-                summary[f"{snr:g}"][name]["source_flux_by_size"] = flux_by_size(at_snr, name)
+                entry["source_flux_by_size"] = flux_by_size(at_snr, name)
     return summary
 
 
