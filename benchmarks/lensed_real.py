@@ -575,12 +575,11 @@ def summarize(rows, names, snrs):
                 "median_seconds": float(np.median([fit["seconds"] for fit in fits])),
                 "failures": sum(fit["failed"] for fit in fits),
                 "median_source_flux": _median(fits, "source_flux"),
-                "worst_source_flux": float(max((fit["source_flux"] for fit in fits), key=lambda f: abs(f - 1))),
+                "worst_source_flux": _farthest_from_one(fits, "source_flux"),
             }
             if all("source_flux_in_footprint" in fit for fit in fits):
-                inside = [fit["source_flux_in_footprint"] for fit in fits]
                 entry["median_source_flux_in_footprint"] = _median(fits, "source_flux_in_footprint")
-                entry["worst_source_flux_in_footprint"] = float(max(inside, key=lambda f: abs(f - 1)))
+                entry["worst_source_flux_in_footprint"] = _farthest_from_one(fits, "source_flux_in_footprint")
             if all("source_half_light_radius" in row for row in at_snr):
                 entry["source_flux_by_size"] = flux_by_size(at_snr, name)
     return summary
@@ -601,6 +600,11 @@ def flux_by_size(rows, name):
 
 def _median(fits, key):
     return float(np.median([fit[key] for fit in fits])) if fits and all(key in fit for fit in fits) else None
+
+
+def _farthest_from_one(fits, key):
+    """The fits' value of ``key`` (a fitted / true ratio) farthest from 1."""
+    return float(max((fit[key] for fit in fits), key=lambda ratio: abs(ratio - 1)))
 
 
 def print_table(summary, settings):
