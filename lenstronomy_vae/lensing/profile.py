@@ -214,9 +214,10 @@ class VAEProfile:
     def positions_reused(self):
         """Within the block, :meth:`function` called again at the same positions reuses its interpolation.
 
-        "The same" is the same x and y array objects and the same centre, scale and rotation: the
-        derivative images of one 'LM' Jacobian sample every latent's stamp at the one set of
-        positions that the lens gives (:meth:`substituted_stamp`). The arrays are held for the block.
+        "The same" is x and y arrays of the same values (lenstronomy's ``surface_brightness`` hands each
+        profile a fresh copy of them, so identity alone would never match) and the same centre, scale
+        and rotation: the derivative images of one 'LM' Jacobian sample every latent's stamp at the one
+        set of positions that the lens gives (:meth:`substituted_stamp`). The arrays are held for the block.
         """
         self._positions_memo = _PositionsMemo()
         try:
@@ -258,9 +259,15 @@ class _PositionsMemo:
 
     def weights(self, x, y, geometry, size, compute):
         key = (x, y, geometry, size)
-        if self._key is None or not (x is self._key[0] and y is self._key[1] and self._key[2:] == key[2:]):
+        if self._key is None or not (self._key[2:] == key[2:] and _same_values(x, self._key[0])
+                                     and _same_values(y, self._key[1])):
             self._key, self._weights = key, compute(x, y, *geometry, size)
         return self._weights
+
+
+def _same_values(a, b):
+    """Whether two coordinate arrays are one object or hold the same values (shape and elements)."""
+    return a is b or (np.shape(a) == np.shape(b) and np.array_equal(a, b))
 
 
 def _bilinear_weights(n, col, row):

@@ -120,6 +120,29 @@ def test_positions_reused_only_where_the_positions_and_geometry_are_the_same(gal
     assert not np.allclose(flipped, expected[0][0])
 
 
+def test_positions_reused_for_copies_of_the_positions(galaxy_model_path, latents, monkeypatch):
+    # lenstronomy's LightModel.surface_brightness hands every profile a fresh copy of x and y, so
+    # the 'LM' Jacobian's derivative images reach the profile with new arrays of the same values.
+    profile = VAEProfile(galaxy_model_path)
+    x, y = grid(half_width=0.5, step=0.05)
+    computed = []
+    interpolation_weights = VAEProfile._interpolation_weights
+
+    def counted(*args):
+        computed.append(1)
+        return interpolation_weights(*args)
+
+    monkeypatch.setattr(VAEProfile, "_interpolation_weights", staticmethod(counted))
+    with profile.positions_reused():
+        first = profile.function(x, y, amp=1.0, scale=0.05, **latents)
+        again = profile.function(x.copy(), y.copy(), amp=1.0, scale=0.05, **latents)
+        assert len(computed) == 1
+        moved = profile.function(x + 0.013, y.copy(), amp=1.0, scale=0.05, **latents)
+        assert len(computed) == 2
+    np.testing.assert_array_equal(again, first)
+    assert not np.allclose(moved, first)
+
+
 def test_pickle_round_trip(galaxy_model_path, latents):
     profile = VAEProfile(galaxy_model_path)
     x, y = grid(half_width=0.5, step=0.03)
