@@ -4,9 +4,11 @@ Each real HST/COSMOS F814W galaxy of ``../shared/data/cosmos`` brighter than ``-
 source behind its own simulated SIE + external shear lens, observed at two (or more) signal-to-noise
 ratios, and every observation is fitted, side by side in one run and under the same PSO budget
 (``--pso-particles``, ``--pso-iterations``), with each source model:
-  - VAE: the 'VAE' profile (default model), as ``fit_lens`` fits it: two warm starts sharing the PSO
-    particles, each a PSO with the latents held at the mean galaxy (0) then 'LM' on every parameter
-    (``warm_start_steps``), the better kept; latents under their standard-normal prior;
+  - VAE: the 'VAE' profile (default model), as ``fit_lens`` fits it (``run_warm_starts``): two warm starts
+    sharing the PSO particles, a PSO with the latents held at the mean galaxy (0) then 'LM' on every parameter,
+    and a PSO of the lens with a SHAPELETS n_max = 4 source solved linearly, the VAE placed on that lens
+    (PSO of its centre and scale, 10 particles × 20 iterations), then 'LM'; the better kept; latents under their
+    standard-normal prior;
   - SHAPELETS<n> for each n_max of ``--shapelet-nmax`` (default 8 and 15: 45 and 136 coefficients):
     coefficients solved linearly by lenstronomy, beta and centre by PSO then SIMPLEX;
   - SERSIC_ELLIPSE: PSO then SIMPLEX (amplitude solved linearly);
@@ -109,8 +111,8 @@ from real_galaxies import (  # noqa: E402
 )
 
 from lenstronomy_vae import latent_prior, load_galaxy_model, vae_source_params  # noqa: E402  (registers 'VAE', 'LM')
-from lenstronomy_vae.lensing import LensSettings, lens_params_start, warm_start_steps  # noqa: E402
-from lenstronomy_vae.lensing.lens_fit import STARTS, particles_per_start  # noqa: E402
+from lenstronomy_vae.lensing import FitSettings, LensSettings, lens_params_start  # noqa: E402
+from lenstronomy_vae.lensing.lens_fit import particles_per_start, run_warm_starts  # noqa: E402
 from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS  # noqa: E402
 from lenstronomy_vae.utils import write_json  # noqa: E402
 
@@ -178,7 +180,9 @@ class SourceModel:
         likelihood: ``kwargs_likelihood``.
         steps: ``fit_sequence`` steps.
         starts: how many times the steps run from the start, each with its own seed; the fit with the best
-            likelihood is kept (as ``fit_lens`` does for a VAE source).
+            likelihood is kept.
+        warm_starts: for a 'VAE' source, the budget of ``run_warm_starts`` (as ``fit_lens`` fits it), which
+            then replaces ``steps`` and ``starts``; None for the others.
     """
 
     name: str
@@ -188,6 +192,7 @@ class SourceModel:
     likelihood: dict
     steps: list
     starts: int = 1
+    warm_starts: FitSettings | None = None
 
 
 # ----------------------------------------------------------------------------- truth
@@ -365,15 +370,18 @@ def _pso(settings):
 
 
 def vae_source(settings, model=None):
-    """'VAE' source at the origin with the model's pixel scale; as ``fit_lens``: ``STARTS`` warm starts sharing the
-    PSO particles, each a PSO with the latents at 0 then LM; latents under N(0, ``settings.latent_prior_sigma``²)."""
+    """'VAE' source at the origin with the model's pixel scale, fitted as ``fit_lens`` fits it (``run_warm_starts``:
+    the mean galaxy's PSO then LM, and a SHAPELETS lens search then LM, sharing the PSO particles); latents under
+    N(0, ``settings.latent_prior_sigma``²)."""
     galaxy_model = load_galaxy_model(model)
     params = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)
     likelihood = {"source_marg": False, "check_positive_flux": True,
                   "prior_source": latent_prior(0, model=model, sigma=settings.latent_prior_sigma)}
-    pso = {**_pso(settings)[1], "n_particles": particles_per_start(settings.pso_particles, name="--pso-particles")}
-    steps = warm_start_steps(galaxy_model.latent_dim, pso, settings.lm_iterations)
-    return SourceModel("VAE", "VAE", {"model": model}, [[part] for part in params], likelihood, steps, STARTS)
+    particles_per_start(settings.pso_particles, name="--pso-particles")
+    budget = FitSettings(pso_particles=settings.pso_particles, pso_iterations=settings.pso_iterations,
+                         lm_iterations=settings.lm_iterations)
+    return SourceModel("VAE", "VAE", {"model": model}, [[part] for part in params], likelihood, [],
+                       warm_starts=budget)
 
 
 def sersic_source(settings):
@@ -436,13 +444,19 @@ def fit_lensed(observation, source, seed, footprint=None):
     if source.profile_kwargs is not None:
         kwargs_model["source_light_profile_kwargs_list"] = [source.profile_kwargs]
     kwargs_params = {"lens_model": lens_params_start(), "source_model": source.params}
-    fittings = []
     start = time.perf_counter()
-    for k in range(source.starts):
-        np.random.seed(seed + 1000 * k)
-        fittings.append(FittingSequence(_lens_data(observation), kwargs_model, {}, source.likelihood, kwargs_params))
+    if source.warm_starts is not None:
         with _quiet():
-            fittings[-1].fit_sequence(source.steps)
+            fittings, _, _ = run_warm_starts(_lens_data(observation), kwargs_model, source.likelihood, kwargs_params,
+                                             source.warm_starts, seed)
+    else:
+        fittings = []
+        for k in range(source.starts):
+            np.random.seed(seed + 1000 * k)
+            fittings.append(FittingSequence(_lens_data(observation), kwargs_model, {}, source.likelihood,
+                                            kwargs_params))
+            with _quiet():
+                fittings[-1].fit_sequence(source.steps)
     seconds = time.perf_counter() - start
     fitting = max(fittings, key=lambda candidate: candidate.best_fit_likelihood())
     kwargs = fitting.best_fit()

@@ -25,13 +25,19 @@ def _stage_story(stage, pixels):
     chi2 = f"χ² {stage['chi2']:,.0f} ({stage['chi2'] / pixels:.3f} per pixel)"
     if stage["name"] == "PSO":
         did = f"PSO, {stage['particles']} particles × {stage['iterations']} iterations, latents at the mean galaxy"
+    elif stage["name"] == "lens search":
+        did = (f"lens search, PSO, {stage['particles']} particles × {stage['iterations']} iterations, a "
+               f"{stage['source']} source solved linearly at every particle")
+    elif stage["name"] == "placement":
+        did = (f"the VAE placed on that lens, PSO of its centre and scale, {stage['particles']} particles × "
+               f"{stage['iterations']} iterations, lens and latents held")
     elif stage["name"] == "LM":
         state = "converged" if stage["converged"] else "stopped at its iteration limit"
         did = f"Levenberg–Marquardt ('LM') on every parameter, {stage['iterations']} iterations, {state}"
     else:
         did = (f"emcee from start {stage['start']}, {stage['walkers']} walkers × {stage['steps']} steps after "
                f"{stage['burn']} burn-in")
-    if stage.get("starts", 1) > 1:  # PSO and LM of one of several warm starts
+    if stage.get("starts", 1) > 1:  # a stage of one of several warm starts
         did = f"start {stage['start']} of {stage['starts']}: {did}"
     return f"  {did}: {chi2}, {stage['seconds']:.0f} s"
 

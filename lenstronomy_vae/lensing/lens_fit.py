@@ -1,11 +1,16 @@
-"""Fitting a lens with a 'VAE' source: the warm-start recipe, then emcee, and what the fit found.
+"""Fitting a lens with a 'VAE' source: the warm starts, then emcee, and what the fit found.
 
-The recipe (:func:`warm_start_steps`) is the one this package uses wherever a VAE source is fitted
-from scratch: PSO with the latents held at the mean galaxy (0), then Levenberg–Marquardt ('LM') on
-every parameter from PSO's best point.
+A VAE source is fitted from scratch by two kinds of warm start (:func:`run_warm_starts`), the better kept:
+
+* the mean galaxy (:func:`warm_start_steps`): PSO of the lens and of the source's position and size with the
+  latents held at 0, then Levenberg–Marquardt ('LM') on every parameter from PSO's best point;
+* a lens search (:func:`shapelet_lens_search`): PSO of the lens with a low-order SHAPELETS source whose
+  coefficients are solved linearly at every particle, so the search does not assume the mean galaxy's shape;
+  then the VAE placed on that lens (:func:`placement_steps`) and 'LM' on every parameter.
 """
 
 import contextlib
+import copy
 import dataclasses
 import io
 import time
@@ -46,12 +51,88 @@ def warm_start_steps(latent_dim, pso, lm_iterations, component="source", index=0
     ]
 
 
-# Independent PSO + LM warm starts of a lens fit, the PSO particles shared among them. On 20 real COSMOS
-# sources behind SIE + shear (benchmarks/lensed_real.py, PSO 60 particles × 60 iterations in all), two
-# starts of 30 particles brought the one failure at SNR 30 (Δθ_E −0.064″, a local minimum: started at the
-# true lens the fit reaches Δχ² = −98) to none, and the θ_E scatter from 0.0117″ to 0.0092″ (SNR 30) and
-# from 0.0031″ to 0.0027″ (SNR 100), for 1.2–1.4 × the time (the second LM).
+# Warm starts of a lens fit, the PSO particles shared among them; odd-numbered starts hold the mean galaxy
+# (warm_start_steps), even-numbered ones search the lens with SHAPELETS (shapelet_lens_search). On 20 real
+# COSMOS sources behind SIE + shear (benchmarks/lensed_real.py, PSO 60 particles × 60 iterations in all, --seed 0),
+# two mean-galaxy starts left galaxy 18, the largest and clumpiest source, at Δθ_E +0.345″ (SNR 30) and −0.127″
+# (SNR 100): the mean galaxy's PSO settles on a lens that a smooth blob fits, and 'LM' does not leave it. With
+# the lens search as the second start that galaxy comes out at −0.031″ and −0.007″, no failure in 40 fits of
+# either draw of lenses (--seed 0 and 1), the search's start winning about half of them.
 STARTS = 2
+
+# The lens search's SHAPELETS order: 15 coefficients, solved linearly at every particle, on the image's own
+# pixels (no supersampling, a ninth of the rays): a PSO of 30 particles × 60 iterations took 3.3 s on an 80 × 80
+# image, about what the mean galaxy's PSO takes with 3 × 3 supersampling.
+SEARCH_SHAPELETS_N_MAX = 4
+
+# The placement PSO after the lens search (source centre and scale, lens and latents held): at most this many
+# particles and iterations (no more than the start's own PSO).
+PLACEMENT_PARTICLES = 10
+PLACEMENT_ITERATIONS = 20
+
+
+def shapelet_search_params(source_params, pixel_scale, image_size):
+    """[init, sigma, fixed, lower, upper] of the lens search's SHAPELETS source, from the 'VAE' source's entries.
+
+    The centre starts, moves and is bounded as the VAE's; ``beta`` [arcsec] starts at 4 decoder pixels
+    (``pixel_scale``), moves by 2 and stays between a third of one and half the decoded stamp
+    (``image_size`` pixels).
+    """
+    init, sigma, _, lower, upper = source_params
+    centre = ("center_x", "center_y")
+    return [{"beta": 4 * pixel_scale, **{name: init[name] for name in centre}},
+            {"beta": 2 * pixel_scale, **{name: sigma[name] for name in centre}},
+            {"n_max": SEARCH_SHAPELETS_N_MAX},
+            {"beta": pixel_scale / 3, **{name: lower[name] for name in centre}},
+            {"beta": image_size * pixel_scale / 2, **{name: upper[name] for name in centre}}]
+
+
+def shapelet_lens_search(kwargs_data_joint, lens_model_list, lens_params, shapelet_params, pso, verbose=False):
+    """PSO of the lens with a SHAPELETS source (n_max ``SEARCH_SHAPELETS_N_MAX``) solved linearly at every particle.
+
+    A lens search that assumes no source shape: the coefficients (of either sign) fit whatever the
+    data show at each particle's lens. It runs on the image's own pixels (``supersampling_factor`` 1).
+
+    Args:
+        kwargs_data_joint: the fit's ``multi_band_list`` and ``multi_band_type``.
+        lens_model_list: the fit's lens models.
+        lens_params: their [init, sigma, fixed, lower, upper].
+        shapelet_params: the source's (:func:`shapelet_search_params`).
+        pso: keyword arguments of lenstronomy's PSO step.
+        verbose: lenstronomy's own output.
+
+    Returns:
+        the FittingSequence after the PSO: ``best_fit()`` has the lens and the SHAPELETS source's centre.
+    """
+    kwargs_data_joint = copy.copy(kwargs_data_joint)
+    kwargs_data_joint["multi_band_list"] = [[kwargs_data, kwargs_psf, {**kwargs_numerics, "supersampling_factor": 1}]
+                                            for kwargs_data, kwargs_psf, kwargs_numerics
+                                            in kwargs_data_joint["multi_band_list"]]
+    kwargs_model = {"lens_model_list": lens_model_list, "source_light_model_list": ["SHAPELETS"]}
+    kwargs_params = {"lens_model": lens_params, "source_model": [[part] for part in shapelet_params]}
+    fitting = FittingSequence(kwargs_data_joint, kwargs_model, {}, {}, kwargs_params, verbose=verbose)
+    fitting.fit_sequence([["PSO", dict(pso)]])
+    return fitting
+
+
+def placement_steps(latent_dim, lens_free, pso, lm_iterations):
+    """FittingSequence steps after a lens search: PSO of the 'VAE' source's centre and scale with the lens and the
+    latents held (latents at 0), then 'LM' on every parameter.
+
+    Args:
+        latent_dim: the source's latent dimension.
+        lens_free: per lens model, the names of its free parameters (held during the PSO).
+        pso: keyword arguments of lenstronomy's PSO step.
+        lm_iterations: iteration budget of the 'LM' step.
+    """
+    names = latent_names(latent_dim)
+    lens = [[k, list(free)] for k, free in enumerate(lens_free) if free]
+    return [
+        ["update_settings", {"lens_add_fixed": lens, "source_add_fixed": [[0, names, [0.0] * latent_dim]]}],
+        ["PSO", dict(pso)],
+        ["update_settings", {"lens_remove_fixed": lens, "source_remove_fixed": [[0, names]]}],
+        ["LM", {"max_iterations": lm_iterations}],
+    ]
 
 
 def particles_per_start(pso_particles, starts=STARTS, name="pso_particles"):
@@ -109,14 +190,105 @@ def lens_params_start(start=None):
     return init, sigma, fixed, lower, upper
 
 
+def run_warm_starts(kwargs_data_joint, kwargs_model, kwargs_likelihood, kwargs_params, settings=None, seed=0,
+                    on_stage=None, verbose=False):
+    """The warm starts of a lens fit whose source is one 'VAE' (the first of ``source_light_model_list``).
+
+    ``settings.starts`` starts share ``settings.pso_particles``; each gets ``pso_particles // starts`` and
+    ``settings.pso_iterations``. Start 1, 3, ...: the mean galaxy (:func:`warm_start_steps`). Start 2, 4, ...:
+    :func:`shapelet_lens_search`, then the VAE from the lens found and the search's source centre
+    (:func:`placement_steps`, ``PLACEMENT_PARTICLES`` × ``PLACEMENT_ITERATIONS`` at most). Each ends with 'LM'
+    (``settings.lm_iterations``). lenstronomy's PSO draws from numpy's global generator, seeded here (start k
+    with ``seed + 1000 k``).
+
+    Args:
+        kwargs_data_joint, kwargs_model, kwargs_likelihood, kwargs_params: as lenstronomy's FittingSequence takes
+            them (no constraints), ``kwargs_params`` with ``lens_model`` and ``source_model``.
+        settings: :class:`FitSettings` (its PSO and LM budget); defaults if None.
+        seed: seed of numpy's global generator.
+        on_stage: called with each stage's summary as soon as the stage ends.
+        verbose: lenstronomy's own output.
+
+    Returns:
+        (fittings, chain_lists, stages): one FittingSequence and chain list per start, and one dict per stage
+        with ``name`` ("PSO", "lens search", "placement" or "LM"), ``seconds``, ``chi2`` (−2 logL at the best
+        point so far, priors included; the lens search's is of its SHAPELETS source), ``start`` (1, 2, ...),
+        ``starts``; the PSO stages also ``particles`` and ``iterations``, 'LM' ``iterations`` and ``converged``.
+
+    Raises:
+        ValueError: fewer than 2 PSO particles per start.
+    """
+    settings = settings or FitSettings()
+    particles = particles_per_start(settings.pso_particles, settings.starts)
+    profile_kwargs = (kwargs_model.get("source_light_profile_kwargs_list") or [{}])[0] or {}
+    galaxy_model = load_galaxy_model(profile_kwargs.get("model"))
+    pso = {"sigma_scale": 1.0, "n_particles": particles, "n_iterations": settings.pso_iterations}
+    placement = {"sigma_scale": 1.0, "n_particles": min(PLACEMENT_PARTICLES, particles),
+                 "n_iterations": min(PLACEMENT_ITERATIONS, settings.pso_iterations)}
+    lens_params = kwargs_params["lens_model"]
+    source_params = [part[0] for part in kwargs_params["source_model"]]
+    lens_free = [sorted(set(init) - set(fixed)) for init, fixed in zip(lens_params[0], lens_params[2])]
+    fittings, chain_lists, stages = [], [], []
+
+    def run_stage(fitting, name, steps, chain_list, **done):
+        begin = time.perf_counter()
+        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+            chains = fitting.fit_sequence(steps)
+        chain_list += chains
+        stage = {"name": name, "seconds": time.perf_counter() - begin, "chi2": -2.0 * fitting.best_fit_likelihood(),
+                 **done}
+        if name == "LM":
+            stage.update(iterations=chains[-1][2]["iterations"], converged=chains[-1][2]["converged"])
+        stages.append(stage)
+        if on_stage is not None:
+            on_stage(stage)
+
+    for k in range(settings.starts):
+        np.random.seed(seed + 1000 * k)
+        which = {"start": k + 1, "starts": settings.starts}
+        chain_list = []
+        if k % 2 == 0:
+            fitting = FittingSequence(kwargs_data_joint, kwargs_model, {}, kwargs_likelihood, kwargs_params,
+                                      verbose=verbose)
+            fix_latents, pso_step, free_latents, lm_step = warm_start_steps(galaxy_model.latent_dim, pso,
+                                                                            settings.lm_iterations)
+            run_stage(fitting, "PSO", [fix_latents, pso_step, free_latents], chain_list, particles=particles,
+                      iterations=settings.pso_iterations, **which)
+        else:
+            begin = time.perf_counter()
+            shapelets = shapelet_search_params(source_params, galaxy_model.pixel_scale, galaxy_model.image_size)
+            with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+                search = shapelet_lens_search(kwargs_data_joint, kwargs_model["lens_model_list"], lens_params,
+                                              shapelets, pso, verbose=verbose)
+            stage = {"name": "lens search", "seconds": time.perf_counter() - begin,
+                     "chi2": -2.0 * search.best_fit_likelihood(), "particles": particles,
+                     "iterations": settings.pso_iterations, "source": f"SHAPELETS n_max {SEARCH_SHAPELETS_N_MAX}",
+                     **which}
+            stages.append(stage)
+            if on_stage is not None:
+                on_stage(stage)
+            found = search.best_fit()
+            centre = {name: found["kwargs_source"][0][name] for name in ("center_x", "center_y")}
+            placed = copy.deepcopy(kwargs_params)
+            placed["lens_model"] = [found["kwargs_lens"], *lens_params[1:]]
+            placed["source_model"][0][0] = {**source_params[0], **centre}
+            fitting = FittingSequence(kwargs_data_joint, kwargs_model, {}, kwargs_likelihood, placed, verbose=verbose)
+            *place, lm_step = placement_steps(galaxy_model.latent_dim, lens_free, placement, settings.lm_iterations)
+            run_stage(fitting, "placement", place, chain_list, particles=placement["n_particles"],
+                      iterations=placement["n_iterations"], **which)
+        run_stage(fitting, "LM", [lm_step], chain_list, **which)
+        fittings.append(fitting)
+        chain_lists.append(chain_list)
+    return fittings, chain_lists, stages
+
+
 def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbose=False, start=None):
     """Fit SIE + SHEAR + 'VAE' source to a simulated lens with lenstronomy's FittingSequence.
 
-    Stages: ``settings.starts`` warm starts, each a PSO on the lens and the source position/size with
-    the latents fixed at 0 (the mean galaxy) and ``pso_particles // starts`` particles, then LM on
-    every parameter (:func:`warm_start_steps`); then emcee from the start with the best likelihood. The
-    latents carry a standard-normal prior. lenstronomy's PSO and emcee draw from numpy's global
-    generator, which is seeded here (start k with ``seed + 1000 k``).
+    Stages: ``settings.starts`` warm starts sharing the PSO particles (:func:`run_warm_starts`: the mean
+    galaxy's PSO then 'LM', and a SHAPELETS lens search, the VAE placed on its lens, then 'LM'); then emcee
+    from the start with the best likelihood. The latents carry a standard-normal prior. lenstronomy's PSO
+    and emcee draw from numpy's global generator, which is seeded here (start k with ``seed + 1000 k``).
 
     Args:
         simulation: what has ``kwargs_data``, ``kwargs_psf`` and ``kwargs_numerics``: a
@@ -132,17 +304,15 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
 
     Returns:
         dict with ``kwargs_result`` (best fit), ``samples`` and ``param_names`` of the emcee chain,
-        ``chain_list``, ``seconds`` and ``stages``: one dict per stage with ``name``, ``seconds``,
-        ``chi2`` (−2 logL of lenstronomy's likelihood at the best point so far, priors included)
-        and what the stage did (``particles`` and ``iterations``; LM's ``iterations`` and
-        ``converged``; emcee's ``walkers``, ``burn`` and ``steps``); PSO and LM stages also have ``start``
-        (1, 2, ...) and ``starts``, and emcee's ``start`` is the one it continued.
+        ``chain_list``, ``seconds`` and ``stages``: the warm starts' stages (:func:`run_warm_starts`), then
+        emcee's, with ``name`` "emcee", ``seconds``, ``chi2``, ``walkers``, ``burn``, ``steps`` and ``start``,
+        the warm start it continued.
 
     Raises:
         ValueError: fewer than 2 PSO particles per start.
     """
     settings = settings or FitSettings()
-    particles = particles_per_start(settings.pso_particles, settings.starts)
+    particles_per_start(settings.pso_particles, settings.starts)
     check_data(simulation.kwargs_data)
     galaxy_model = load_galaxy_model(model)
     source = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)
@@ -161,49 +331,26 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
         "multi_band_list": [[simulation.kwargs_data, simulation.kwargs_psf, simulation.kwargs_numerics]],
         "multi_band_type": "single-band",
     }
-    pso = {"sigma_scale": 1.0, "n_particles": particles, "n_iterations": settings.pso_iterations}
-    fix_latents, pso_step, free_latents, lm_step = warm_start_steps(galaxy_model.latent_dim, pso,
-                                                                    settings.lm_iterations)
-    mcmc_step = ["MCMC", {"n_burn": settings.mcmc_burn, "n_run": settings.mcmc_run,
-                          "walkerRatio": settings.walker_ratio, "sigma_scale": 0.1, "progress": settings.progress}]
-    stages, chain_lists, fittings = [], [], []
-
-    def run_stage(fitting, name, steps, chain_list, **done):
-        begin = time.perf_counter()
-        # lenstronomy's MCMC prints its settings whatever verbose says: heard only when asked for.
-        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
-            chains = fitting.fit_sequence(steps)
-        chain_list += chains
-        stage = {"name": name, "seconds": time.perf_counter() - begin, "chi2": -2.0 * fitting.best_fit_likelihood(),
-                 **done}
-        if name == "LM":
-            stage.update(iterations=chains[-1][2]["iterations"], converged=chains[-1][2]["converged"])
-        elif name == "emcee":
-            walkers = settings.walker_ratio * len(chains[-1][2])
-            stage.update(walkers=walkers, burn=settings.mcmc_burn, steps=settings.mcmc_run)
-        stages.append(stage)
-        if on_stage is not None:
-            on_stage(stage)
-
-    start = time.perf_counter()
-    for k in range(settings.starts):
-        np.random.seed(seed + 1000 * k)
-        fitting = FittingSequence(kwargs_data_joint, kwargs_model, {}, kwargs_likelihood, kwargs_params,
-                                  verbose=verbose)
-        chain_list = []
-        which = {"start": k + 1, "starts": settings.starts}
-        run_stage(fitting, "PSO", [fix_latents, pso_step, free_latents], chain_list, particles=particles,
-                  iterations=settings.pso_iterations, **which)
-        run_stage(fitting, "LM", [lm_step], chain_list, **which)
-        fittings.append(fitting)
-        chain_lists.append(chain_list)
+    begin = time.perf_counter()
+    fittings, chain_lists, stages = run_warm_starts(kwargs_data_joint, kwargs_model, kwargs_likelihood,
+                                                    kwargs_params, settings, seed, on_stage, verbose)
     best = int(np.argmax([fitting.best_fit_likelihood() for fitting in fittings]))
     fitting, chain_list = fittings[best], chain_lists[best]
-    run_stage(fitting, "emcee", [mcmc_step], chain_list, start=best + 1)
-    seconds = time.perf_counter() - start
+    mcmc_step = ["MCMC", {"n_burn": settings.mcmc_burn, "n_run": settings.mcmc_run,
+                          "walkerRatio": settings.walker_ratio, "sigma_scale": 0.1, "progress": settings.progress}]
+    emcee_begin = time.perf_counter()
+    # lenstronomy's MCMC prints its settings whatever verbose says: heard only when asked for.
+    with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+        chain_list += fitting.fit_sequence([mcmc_step])
     _, samples, param_names, _ = chain_list[-1]
+    stage = {"name": "emcee", "seconds": time.perf_counter() - emcee_begin,
+             "chi2": -2.0 * fitting.best_fit_likelihood(), "walkers": settings.walker_ratio * len(param_names),
+             "burn": settings.mcmc_burn, "steps": settings.mcmc_run, "start": best + 1}
+    stages.append(stage)
+    if on_stage is not None:
+        on_stage(stage)
     return {"kwargs_result": fitting.best_fit(), "samples": samples, "param_names": param_names,
-            "chain_list": chain_list, "seconds": seconds, "stages": stages}
+            "chain_list": chain_list, "seconds": time.perf_counter() - begin, "stages": stages}
 
 
 def lens_parameter_table(simulation, fit):

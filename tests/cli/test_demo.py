@@ -49,15 +49,17 @@ def test_run_demo_writes_figure_and_results_and_tells_the_story_of_the_fit(tmp_p
     story = capsys.readouterr().out
     assert "'amp'" not in story and "z_0" not in story  # lenstronomy's PSO dictionaries stay quiet
     assert "MCMC selected" not in story and "Burn-in iterations" not in story  # and so do its MCMC settings
-    for line in ("start 1 of 2: PSO, 5 particles × 3 iterations", "start 2 of 2: PSO, 5 particles × 3 iterations",
+    for line in ("start 1 of 2: PSO, 5 particles × 3 iterations",
+                 "start 2 of 2: lens search, PSO, 5 particles × 3 iterations, a SHAPELETS n_max 4 source",
+                 "start 2 of 2: the VAE placed on that lens, PSO of its centre and scale, 5 particles × 3 iterations",
                  "Levenberg–Marquardt ('LM') on every parameter, ", "emcee from start ", "θ_E = ", "lensing a GalSim "):
         assert line in story
     stages = results["stages"]
-    assert [stage["name"] for stage in stages] == ["PSO", "LM", "PSO", "LM", "emcee"]
-    assert [stage.get("start") for stage in stages[:4]] == [1, 1, 2, 2]
-    assert stages[1]["chi2"] <= stages[0]["chi2"] and stages[3]["chi2"] <= stages[2]["chi2"]
-    best = 1 if stages[1]["chi2"] <= stages[3]["chi2"] else 2  # emcee goes on from the better start
-    assert stages[4]["start"] == best
+    assert [stage["name"] for stage in stages] == ["PSO", "LM", "lens search", "placement", "LM", "emcee"]
+    assert [stage.get("start") for stage in stages[:5]] == [1, 1, 2, 2, 2]
+    assert stages[1]["chi2"] <= stages[0]["chi2"] and stages[4]["chi2"] <= stages[3]["chi2"]
+    best = 1 if stages[1]["chi2"] <= stages[4]["chi2"] else 2  # emcee goes on from the better start
+    assert stages[5]["start"] == best
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["lens_parameters"]["theta_E"]["truth"] == SMALL_LENS.lens["theta_E"]
     assert written["reduced_chi2"] == pytest.approx(results["reduced_chi2"])
