@@ -170,7 +170,8 @@ def build_parser():
         "fit-many", help="fit a table of lens cut-outs with a 'VAE' source; resumable; one results table",
         description="Fit every lens of a table (ECSV or CSV: name, image, pixel_scale, background_rms, exposure_time, "
                     "psf or psf_fwhm, optional theta_E/center_x/center_y starts; paths relative to the table) with SIE "
-                    "+ shear + a 'VAE' source (PSO, LM, emcee, as the demo). Writes OUT/lenses/<name>.json and .png "
+                    "+ shear + a 'VAE' source (as the demo: two warm starts, the mean galaxy's PSO and a SHAPELETS "
+                    "lens search, each then LM; emcee from the better). Writes OUT/lenses/<name>.json and .png "
                     "per lens and OUT/results.ecsv (posterior medians and 16-84 %% half-widths, arcsec, reduced chi2, "
                     "seconds, the table's other columns). Run it again after an interruption: finished lenses are "
                     "kept and not fitted again.",

@@ -152,8 +152,9 @@ def particles_per_start(pso_particles, starts=STARTS, name="pso_particles"):
 class FitSettings:
     """Budget of the fit: PSO particles (in all) and iterations, warm starts, LM iterations, emcee walkers and steps.
 
-    ``starts`` independent PSO + LM warm starts share the ``pso_particles`` (each gets
-    ``pso_particles // starts``); emcee continues from the best.
+    ``starts`` warm starts (:func:`run_warm_starts`: the mean galaxy's PSO, then the SHAPELETS lens search, in
+    turn, each ending with 'LM') share the ``pso_particles`` (each gets ``pso_particles // starts``); emcee
+    continues from the best.
     """
 
     pso_particles: int = 60
