@@ -1,8 +1,9 @@
-"""A lensed-source fit with a 'VAE' source: PSO → LM → emcee, a resumable chain, a corner plot.
+"""A lensed-source fit with a 'VAE' source: warm starts (PSO → LM) → emcee, a resumable chain, a corner plot.
 
 Simulates the demo's SIE + shear lens (a GalSim COSMOS-like source), fits it with lenstronomy's
-FittingSequence, keeps the emcee chain in an HDF5 file (run the script again to continue the
-chain from where it stopped) and draws a corner plot of the lens parameters with the truth.
+FittingSequence (the package's two warm starts, ``run_warm_starts``, on this script's own FittingSequence
+arguments, then emcee from the better), keeps the emcee chain in an HDF5 file (run the script again to
+continue the chain from where it stopped) and draws a corner plot of the lens parameters with the truth.
 
     python examples/lensed_source_fit.py [--out lensed_fit] [--steps 300] [--burn 100]
 
@@ -19,7 +20,7 @@ import numpy as np
 from lenstronomy.Workflow.fitting_sequence import FittingSequence
 
 from lenstronomy_vae import latent_prior, load_galaxy_model, vae_source_params  # registers 'VAE' and 'LM'
-from lenstronomy_vae.lensing import lens_params_start, simulate_lens, warm_start_steps
+from lenstronomy_vae.lensing import FitSettings, lens_params_start, run_warm_starts, simulate_lens
 from lenstronomy_vae.lensing.lens_simulation import LENS_PARAMS
 from lenstronomy_vae.utils import atomic_path
 
@@ -35,8 +36,9 @@ def read_backend(path):
     return emcee.backends.HDFBackend(str(path), name=BACKEND_GROUP, read_only=True)
 
 
-def fitting_sequence(simulation, model=None):
-    """FittingSequence of SIE + SHEAR with a VAE source (latent prior N(0, 1), rotation fixed)."""
+def fitting_arguments(simulation, model=None):
+    """FittingSequence arguments (data, model, likelihood, parameters; no constraints) of SIE + SHEAR with a VAE
+    source (latent prior N(0, 1), rotation fixed)."""
     scale = load_galaxy_model(model).pixel_scale
     source = vae_source_params(model=model, scale=scale, fix_phi_G=True)
     kwargs_params = {"lens_model": lens_params_start(), "source_model": [[part] for part in source]}
@@ -44,7 +46,7 @@ def fitting_sequence(simulation, model=None):
                     "source_light_profile_kwargs_list": [{"model": model}]}
     data = {"multi_band_list": [[simulation.kwargs_data, simulation.kwargs_psf, simulation.kwargs_numerics]],
             "multi_band_type": "single-band"}
-    return FittingSequence(data, kwargs_model, {}, {"prior_source": latent_prior(0, model=model)}, kwargs_params)
+    return data, kwargs_model, {"prior_source": latent_prior(0, model=model)}, kwargs_params
 
 
 def fit(out_dir, model=None, seed=0, pso_iterations=60, steps=300, burn=100, walker_ratio=2, progress=True):
@@ -57,13 +59,16 @@ def fit(out_dir, model=None, seed=0, pso_iterations=60, steps=300, burn=100, wal
     out_dir.mkdir(parents=True, exist_ok=True)
     backend_file = out_dir / "chain.h5"
     simulation = simulate_lens(seed=seed)
-    fitting = fitting_sequence(simulation, model)
-    np.random.seed(seed)
+    data, kwargs_model, kwargs_likelihood, kwargs_params = fitting_arguments(simulation, model)
     resume = backend_file.is_file()
-    if not resume:  # a resumed chain continues from its walkers; no need to optimise again
-        fitting.fit_sequence(warm_start_steps(load_galaxy_model(model).latent_dim,
-                                              {"n_particles": 60, "n_iterations": pso_iterations}, lm_iterations=50))
+    if resume:  # a resumed chain continues from its walkers; no need to optimise again
+        fitting = FittingSequence(data, kwargs_model, {}, kwargs_likelihood, kwargs_params)
+    else:
+        budget = FitSettings(pso_particles=60, pso_iterations=pso_iterations, lm_iterations=50)
+        fittings, _, _ = run_warm_starts(data, kwargs_model, kwargs_likelihood, kwargs_params, budget, seed=seed)
+        fitting = max(fittings, key=lambda start: start.best_fit_likelihood())
     done = read_backend(backend_file).iteration if resume else 0
+    np.random.seed(seed)  # emcee draws from numpy's global generator
     if steps > done:
         fitting.fit_sequence([["MCMC", {
             "n_burn": 0, "n_run": steps - done, "walkerRatio": walker_ratio, "sigma_scale": 0.05,
