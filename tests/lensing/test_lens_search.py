@@ -6,11 +6,13 @@ from lenstronomy.Workflow.fitting_sequence import FittingSequence
 from lenstronomy_vae.lensing import latent_prior, lens_params_start, vae_source_params
 from lenstronomy_vae.lensing.lens_fit import (
     SEARCH_SHAPELETS_N_MAX,
+    WARM_START_LM_TOLERANCE,
     FitSettings,
     placement_steps,
     run_warm_starts,
     shapelet_lens_search,
     shapelet_search_params,
+    warm_start_steps,
 )
 from lenstronomy_vae.lensing.lens_simulation import LensSettings, simulate_lens
 
@@ -87,3 +89,10 @@ def test_warm_starts_alternate_the_mean_galaxy_and_the_lens_search(galaxy_model_
     assert [stage.get("particles") for stage in stages if stage["name"] != "LM"] == [4, 4, 4, 4]
     assert stages[2]["source"] == f"SHAPELETS n_max {SEARCH_SHAPELETS_N_MAX}"
     assert [stage["iterations"] for stage in stages if stage["name"] == "placement"] == [3]
+
+
+def test_the_warm_starts_lm_tolerance_reaches_both_kinds_of_start():
+    assert warm_start_steps(4, {}, 7)[-1] == ["LM", {"max_iterations": 7}]  # 'LM's own default
+    assert warm_start_steps(4, {}, 7, lm_tolerance=3e-5)[-1] == ["LM", {"max_iterations": 7, "tolerance": 3e-5}]
+    assert placement_steps(4, [["theta_E"], []], {}, 7, 3e-5)[-1] == ["LM", {"max_iterations": 7, "tolerance": 3e-5}]
+    assert FitSettings().lm_tolerance == WARM_START_LM_TOLERANCE
