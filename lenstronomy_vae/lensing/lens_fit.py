@@ -67,14 +67,27 @@ def _lm_kwargs(iterations, tolerance):
     return {"max_iterations": iterations, **({} if tolerance is None else {"tolerance": tolerance})}
 
 
+def _lenstronomy_output(verbose):
+    """What lenstronomy prints: heard when ``verbose``, else swallowed (its MCMC prints its settings whatever its
+    own ``verbose`` says)."""
+    return contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+
+
+def _report(stage, stages, on_stage):
+    """Add a stage's summary to ``stages`` and hand it to ``on_stage`` (if any) as soon as the stage ends."""
+    stages.append(stage)
+    if on_stage is not None:
+        on_stage(stage)
+
+
 # Warm starts of a lens fit, the PSO particles shared among them; odd-numbered starts hold the mean galaxy
 # (warm_start_steps), even-numbered ones search the lens with SHAPELETS (shapelet_lens_search). On 20 real
 # COSMOS sources behind SIE + shear (benchmarks/lensed_real.py, PSO 60 particles × 60 iterations in all, --seed 0),
 # two mean-galaxy starts left galaxy 18, the largest and clumpiest source, at Δθ_E +0.345″ (SNR 30) and −0.127″
 # (SNR 100): the mean galaxy's PSO settles on a lens that a smooth blob fits, and 'LM' does not leave it. With
-# the lens search as the second start that galaxy comes out at +0.031″ and +0.008″, and no fit of two draws of
-# lenses (--seed 0 and 1, 80 fits) fails (3 did with two mean-galaxy starts); the θ_E scatter over both draws is
-# 0.0089″ at SNR 30 and 0.0038″ at SNR 100 (0.0096″ and 0.0038″ with two mean-galaxy starts).
+# the lens search as the second start (and WARM_START_LM_TOLERANCE) that galaxy comes out at +0.032″ and +0.008″,
+# and no fit of two draws of lenses (--seed 0 and 1, 80 fits) fails (3 did with two mean-galaxy starts); the θ_E
+# scatter over both draws is 0.0092″ at SNR 30 and 0.0035″ at SNR 100 (0.0096″ and 0.0038″ before).
 STARTS = 2
 
 # The lens search's SHAPELETS order: 15 coefficients, solved linearly at every particle, on the image's own
@@ -248,20 +261,19 @@ def run_warm_starts(kwargs_data_joint, kwargs_model, kwargs_likelihood, kwargs_p
     lens_params = kwargs_params["lens_model"]
     source_params = [part[0] for part in kwargs_params["source_model"]]
     lens_free = [sorted(set(init) - set(fixed)) for init, fixed in zip(lens_params[0], lens_params[2])]
+    shapelets = shapelet_search_params(source_params, galaxy_model.pixel_scale, galaxy_model.image_size)
     fittings, chain_lists, stages = [], [], []
 
     def run_stage(fitting, name, steps, chain_list, **done):
         begin = time.perf_counter()
-        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+        with _lenstronomy_output(verbose):
             chains = fitting.fit_sequence(steps)
         chain_list += chains
         stage = {"name": name, "seconds": time.perf_counter() - begin, "chi2": -2.0 * fitting.best_fit_likelihood(),
                  **done}
         if name == "LM":
             stage.update(iterations=chains[-1][2]["iterations"], converged=chains[-1][2]["converged"])
-        stages.append(stage)
-        if on_stage is not None:
-            on_stage(stage)
+        _report(stage, stages, on_stage)
 
     for k in range(settings.starts):
         np.random.seed(seed + 1000 * k)
@@ -276,17 +288,13 @@ def run_warm_starts(kwargs_data_joint, kwargs_model, kwargs_likelihood, kwargs_p
                       iterations=settings.pso_iterations, **which)
         else:
             begin = time.perf_counter()
-            shapelets = shapelet_search_params(source_params, galaxy_model.pixel_scale, galaxy_model.image_size)
-            with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+            with _lenstronomy_output(verbose):
                 search = shapelet_lens_search(kwargs_data_joint, kwargs_model["lens_model_list"], lens_params,
                                               shapelets, pso, verbose=verbose)
-            stage = {"name": "lens search", "seconds": time.perf_counter() - begin,
+            _report({"name": "lens search", "seconds": time.perf_counter() - begin,
                      "chi2": -2.0 * search.best_fit_likelihood(), "particles": particles,
                      "iterations": settings.pso_iterations, "source": f"SHAPELETS n_max {SEARCH_SHAPELETS_N_MAX}",
-                     **which}
-            stages.append(stage)
-            if on_stage is not None:
-                on_stage(stage)
+                     **which}, stages, on_stage)
             found = search.best_fit()
             centre = {name: found["kwargs_source"][0][name] for name in ("center_x", "center_y")}
             placed = copy.deepcopy(kwargs_params)
@@ -360,16 +368,12 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
     mcmc_step = ["MCMC", {"n_burn": settings.mcmc_burn, "n_run": settings.mcmc_run,
                           "walkerRatio": settings.walker_ratio, "sigma_scale": 0.1, "progress": settings.progress}]
     emcee_begin = time.perf_counter()
-    # lenstronomy's MCMC prints its settings whatever verbose says: heard only when asked for.
-    with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
+    with _lenstronomy_output(verbose):
         chain_list += fitting.fit_sequence([mcmc_step])
     _, samples, param_names, _ = chain_list[-1]
-    stage = {"name": "emcee", "seconds": time.perf_counter() - emcee_begin,
+    _report({"name": "emcee", "seconds": time.perf_counter() - emcee_begin,
              "chi2": -2.0 * fitting.best_fit_likelihood(), "walkers": settings.walker_ratio * len(param_names),
-             "burn": settings.mcmc_burn, "steps": settings.mcmc_run, "start": best + 1}
-    stages.append(stage)
-    if on_stage is not None:
-        on_stage(stage)
+             "burn": settings.mcmc_burn, "steps": settings.mcmc_run, "start": best + 1}, stages, on_stage)
     return {"kwargs_result": fitting.best_fit(), "samples": samples, "param_names": param_names,
             "chain_list": chain_list, "seconds": time.perf_counter() - begin, "stages": stages}
 
