@@ -7,8 +7,8 @@ ratios, and every observation is fitted, side by side in one run and under the s
   - VAE: the 'VAE' profile (default model), as ``fit_lens`` fits it (``run_warm_starts``): two warm starts
     sharing the PSO particles, a PSO with the latents held at the mean galaxy (0) then 'LM' on every parameter,
     and a PSO of the lens with a SHAPELETS n_max = 4 source solved linearly, the VAE placed on that lens
-    (PSO of its centre and scale, 10 particles × 20 iterations), then 'LM'; the better kept; latents under their
-    standard-normal prior;
+    (PSO of its centre and scale, 10 particles × 20 iterations), then 'LM'; the better kept; each 'LM' stops at a
+    relative χ² decrease of 3·10⁻⁵ (``FitSettings.lm_tolerance``); latents under their standard-normal prior;
   - SHAPELETS<n> for each n_max of ``--shapelet-nmax`` (default 8 and 15: 45 and 136 coefficients):
     coefficients solved linearly by lenstronomy, beta and centre by PSO then SIMPLEX;
   - SERSIC_ELLIPSE: PSO then SIMPLEX (amplitude solved linearly);
