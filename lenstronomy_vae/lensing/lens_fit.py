@@ -341,7 +341,6 @@ def fit_lens(simulation, model=None, settings=None, seed=0, on_stage=None, verbo
         ValueError: fewer than 2 PSO particles per start.
     """
     settings = settings or FitSettings()
-    particles_per_start(settings.pso_particles, settings.starts)
     check_data(simulation.kwargs_data)
     galaxy_model = load_galaxy_model(model)
     source = vae_source_params(model=model, scale=galaxy_model.pixel_scale, fix_phi_G=True)

@@ -267,7 +267,7 @@ class _PositionsMemo:
 
 def _same_values(a, b):
     """Whether two coordinate arrays are one object or hold the same values (shape and elements)."""
-    return a is b or (np.shape(a) == np.shape(b) and np.array_equal(a, b))
+    return a is b or np.array_equal(a, b)
 
 
 def _bilinear_weights(n, col, row):
